@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+from django.utils import timezone
+
+from .encryption import EncryptedTextField
+
+
+class Provider(models.Model):
+    class Kind(models.TextChoices):
+        OPENAI = "openai", "OpenAI"
+        ANTHROPIC = "anthropic", "Anthropic"
+        OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    base_url = models.URLField(
+        help_text="OpenAI-style kinds: including /v1 (https://api.openai.com/v1). Anthropic: the host "
+        "(https://api.anthropic.com)."
+    )
+    api_key = EncryptedTextField(blank=True, help_text="Stored encrypted; never shown again.")
+    connect_timeout_s = models.FloatField(null=True, blank=True, help_text="Empty: the global default.")
+    read_timeout_s = models.FloatField(null=True, blank=True, help_text="Empty: the global default.")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+
+class ModelRoute(models.Model):
+    """Which provider serves a model. `model` is exact, or a prefix ending in `*` (`claude-*`)."""
+
+    model = models.CharField(max_length=200, unique=True)
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="routes")
+    upstream_model = models.CharField(max_length=200, blank=True, help_text="Empty: the same name.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model"]
+
+    def __str__(self) -> str:
+        return f"{self.model} → {self.provider.name}"
+
+
+class PriceOverride(models.Model):
+    """A price that wins over the `genai-prices` data, globally or for one tenant, from a date on."""
+
+    model = models.CharField(max_length=200, db_index=True)
+    tenant = models.ForeignKey(
+        "tenants.Tenant", null=True, blank=True, on_delete=models.CASCADE, related_name="price_overrides"
+    )
+    input_usd_per_mtok = models.DecimalField(max_digits=14, decimal_places=6)
+    output_usd_per_mtok = models.DecimalField(max_digits=14, decimal_places=6)
+    cached_input_usd_per_mtok = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True, help_text="Empty: the input price."
+    )
+    cache_write_usd_per_mtok = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True, help_text="Empty: the input price."
+    )
+    effective_from = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "tenant", "effective_from"], name="unique_price_per_start"),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.tenant.name if self.tenant_id else "global"
+        return f"{self.model} ({scope}) from {self.effective_from:%Y-%m-%d}"
+
+
+class UsageEvent(models.Model):
+    """The ledger: one append-only row per proxied request, success, error or rejection alike.
+
+    `prompt_tokens` counts every input token, cached reads and cache writes included (OpenAI's
+    convention; Anthropic usage is converted). `completion_tokens` includes reasoning tokens.
+    """
+
+    class UsageSource(models.TextChoices):
+        PROVIDER = "provider"
+        ESTIMATED = "estimated"
+        NONE = "none"
+
+    request_id = models.CharField(max_length=64, unique=True)
+    tenant = models.ForeignKey("tenants.Tenant", null=True, on_delete=models.PROTECT, related_name="usage_events")
+    api_key = models.ForeignKey("tenants.ApiKey", null=True, on_delete=models.SET_NULL, related_name="+")
+    end_user = models.CharField(max_length=200, blank=True, default="")
+    feature = models.CharField(max_length=200, blank=True, default="")
+    endpoint = models.CharField(max_length=40)
+    model = models.CharField(max_length=200, blank=True, default="")
+    provider = models.CharField(max_length=100, blank=True, default="")
+    stream = models.BooleanField(default=False)
+
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    usage_source = models.CharField(max_length=10, choices=UsageSource.choices, default=UsageSource.NONE)
+
+    priced = models.BooleanField(default=True)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=9, null=True, blank=True)
+    input_usd_per_mtok = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    output_usd_per_mtok = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    cached_input_usd_per_mtok = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    cache_write_usd_per_mtok = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    price_source = models.CharField(max_length=20, blank=True, default="")
+
+    status_code = models.PositiveSmallIntegerField()
+    error_type = models.CharField(max_length=60, blank=True, default="")
+    latency_ms = models.DecimalField(max_digits=12, decimal_places=3)
+    upstream_latency_ms = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    ttft_ms = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["tenant", "created_at"]),
+            models.Index(fields=["tenant", "end_user", "created_at"]),
+            models.Index(fields=["tenant", "feature", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.model} {self.status_code}"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def cost_or_zero(self) -> Decimal:
+        return self.cost_usd or Decimal("0")

@@ -1,0 +1,111 @@
+"""Model → upstream resolution: the route table first, then the environment's default upstreams."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from .models import ModelRoute, Provider
+
+
+@dataclass(frozen=True)
+class Upstream:
+    name: str
+    kind: str
+    base_url: str
+    api_key: str
+    upstream_model: str
+    connect_timeout: float
+    read_timeout: float
+
+    @property
+    def speaks_openai(self) -> bool:
+        return self.kind in (Provider.Kind.OPENAI, Provider.Kind.OPENAI_COMPATIBLE)
+
+    @property
+    def openai_base(self) -> str:
+        """Base URL for OpenAI-format calls; Anthropic serves them under /v1 of its host."""
+        base = self.base_url.rstrip("/")
+        if self.kind == Provider.Kind.ANTHROPIC and not base.endswith("/v1"):
+            return base + "/v1"
+        return base
+
+
+# Routes hold decrypted provider keys, so they are cached in process only, never in Redis.
+_lock = threading.Lock()
+_table: dict | None = None
+_loaded_at = 0.0
+
+
+def forget_routes() -> None:
+    global _table
+    with _lock:
+        _table = None
+
+
+def _route_table() -> dict[str, tuple[Provider, str]]:
+    global _table, _loaded_at
+    with _lock:
+        if _table is None or time.monotonic() - _loaded_at > settings.SPENDPLANE_CACHE_SECONDS:
+            _table = {
+                route.model: (route.provider, route.upstream_model or "")
+                for route in ModelRoute.objects.select_related("provider").filter(provider__is_active=True)
+            }
+            _loaded_at = time.monotonic()
+        return _table
+
+
+def _from_provider(provider: Provider, upstream_model: str) -> Upstream:
+    return Upstream(
+        name=provider.name,
+        kind=provider.kind,
+        base_url=provider.base_url,
+        api_key=provider.api_key or "",
+        upstream_model=upstream_model,
+        connect_timeout=provider.connect_timeout_s or settings.SPENDPLANE_UPSTREAM_CONNECT_TIMEOUT,
+        read_timeout=provider.read_timeout_s or settings.SPENDPLANE_UPSTREAM_READ_TIMEOUT,
+    )
+
+
+def default_upstream(model: str) -> Upstream:
+    if model.lower().startswith("claude"):
+        kind, name, base, key = "anthropic", "anthropic-default", settings.ANTHROPIC_BASE_URL, settings.ANTHROPIC_API_KEY
+    else:
+        kind, name, base, key = "openai", "openai-default", settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY
+    return Upstream(
+        name=name,
+        kind=kind,
+        base_url=base,
+        api_key=key,
+        upstream_model=model,
+        connect_timeout=settings.SPENDPLANE_UPSTREAM_CONNECT_TIMEOUT,
+        read_timeout=settings.SPENDPLANE_UPSTREAM_READ_TIMEOUT,
+    )
+
+
+def upstream_for(model: str) -> Upstream | None:
+    """The upstream serving `model`. With an empty route table every model goes to the defaults;
+    once routes exist, a model no route names is unknown (None)."""
+    table = _route_table()
+    if not table:
+        return default_upstream(model)
+    exact = table.get(model)
+    if exact:
+        provider, upstream_model = exact
+        return _from_provider(provider, upstream_model or model)
+    best = None
+    for pattern, entry in table.items():
+        if pattern.endswith("*") and model.startswith(pattern[:-1]):
+            if best is None or len(pattern) > len(best[0]):
+                best = (pattern, entry)
+    if best is None:
+        return None
+    provider, upstream_model = best[1]
+    return _from_provider(provider, upstream_model or model)
+
+
+def routed_models() -> list[str]:
+    return sorted(m for m in _route_table() if not m.endswith("*"))

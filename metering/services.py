@@ -1,0 +1,75 @@
+"""Writes to the ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from .models import UsageEvent
+from .pricing import Rates, Usage
+
+
+@dataclass
+class LedgerEntry:
+    """Everything known about one proxied request when it ends."""
+
+    request_id: str
+    endpoint: str
+    created_at: datetime
+    status_code: int
+    latency_ms: float
+    tenant_id: int | None = None
+    api_key_id: int | None = None
+    end_user: str = ""
+    feature: str = ""
+    model: str = ""
+    provider: str = ""
+    stream: bool = False
+    usage: Usage = field(default_factory=Usage)
+    usage_source: str = UsageEvent.UsageSource.NONE
+    rates: Rates | None = None
+    error_type: str = ""
+    upstream_latency_ms: float | None = None
+    ttft_ms: float | None = None
+
+
+def _ms(value: float | None) -> Decimal | None:
+    return None if value is None else Decimal(str(round(value, 3)))
+
+
+def usage_record(*, entry: LedgerEntry) -> None:
+    """Append one ledger row. Idempotent on request_id: a second call for the same request writes
+    nothing, so no path can double-count a request."""
+    usage, rates = entry.usage, entry.rates
+    event = UsageEvent(
+        request_id=entry.request_id,
+        tenant_id=entry.tenant_id,
+        api_key_id=entry.api_key_id,
+        end_user=entry.end_user[:200],
+        feature=entry.feature[:200],
+        endpoint=entry.endpoint,
+        model=entry.model[:200],
+        provider=entry.provider,
+        stream=entry.stream,
+        prompt_tokens=usage.prompt_tokens,
+        cached_tokens=usage.cached_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        completion_tokens=usage.completion_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        usage_source=entry.usage_source,
+        priced=rates is not None,
+        cost_usd=rates.cost_for(usage) if rates is not None else None,
+        input_usd_per_mtok=rates.input if rates else None,
+        output_usd_per_mtok=rates.output if rates else None,
+        cached_input_usd_per_mtok=rates.cached_input if rates else None,
+        cache_write_usd_per_mtok=rates.cache_write if rates else None,
+        price_source=rates.source if rates else "",
+        status_code=entry.status_code,
+        error_type=entry.error_type[:60],
+        latency_ms=_ms(entry.latency_ms),
+        upstream_latency_ms=_ms(entry.upstream_latency_ms),
+        ttft_ms=_ms(entry.ttft_ms),
+        created_at=entry.created_at,
+    )
+    UsageEvent.objects.bulk_create([event], ignore_conflicts=True)

@@ -1,0 +1,12 @@
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spendplane.settings")
+
+app = Celery("spendplane")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# Every periodic job lives here, each with a comment saying when it runs.
+app.conf.beat_schedule = {}

@@ -1,0 +1,153 @@
+"""What differs between the OpenAI and Anthropic wire formats: usage blocks and stream events."""
+
+from __future__ import annotations
+
+import json
+
+from metering.pricing import Usage
+
+
+def _int(value) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def openai_usage(block: dict | None) -> Usage | None:
+    """Usage from an OpenAI `usage` object (chat or embeddings)."""
+    if not isinstance(block, dict):
+        return None
+    prompt_details = block.get("prompt_tokens_details") or {}
+    completion_details = block.get("completion_tokens_details") or {}
+    return Usage(
+        prompt_tokens=_int(block.get("prompt_tokens")),
+        cached_tokens=_int(prompt_details.get("cached_tokens")),
+        completion_tokens=_int(block.get("completion_tokens")),
+        reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
+    )
+
+
+def anthropic_usage(block: dict | None) -> Usage | None:
+    """Usage from an Anthropic `usage` object, converted so prompt tokens include cache reads/writes."""
+    if not isinstance(block, dict):
+        return None
+    cache_read = _int(block.get("cache_read_input_tokens"))
+    cache_write = _int(block.get("cache_creation_input_tokens"))
+    return Usage(
+        prompt_tokens=_int(block.get("input_tokens")) + cache_read + cache_write,
+        cached_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        completion_tokens=_int(block.get("output_tokens")),
+    )
+
+
+def split_sse_events(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """Complete SSE events (each ending in a blank line) and the unfinished remainder."""
+    buffer = buffer.replace(b"\r\n", b"\n")
+    parts = buffer.split(b"\n\n")
+    return [p + b"\n\n" for p in parts[:-1] if p.strip()], parts[-1]
+
+
+def sse_data(event: bytes) -> bytes | None:
+    """The concatenated `data:` payload of one SSE event."""
+    lines = [line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
+
+
+class OpenAIStreamTracker:
+    """Follows an OpenAI chat stream: collects the usage chunk and the text seen so far, and
+    drops the usage chunk for a client that did not ask for it."""
+
+    def __init__(self, *, client_wants_usage: bool) -> None:
+        self.client_wants_usage = client_wants_usage
+        self.usage: Usage | None = None
+        self.text_parts: list[str] = []
+        self.done = False
+        self.saw_content = False
+
+    def relay(self, event: bytes) -> bytes | None:
+        """The bytes to send the client for this event, or None to drop it."""
+        data = sse_data(event)
+        if data is None:
+            return event
+        if data.strip() == b"[DONE]":
+            self.done = True
+            return event
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return event
+        if not isinstance(chunk, dict):
+            return event
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                self.text_parts.append(content)
+                self.saw_content = True
+            for call in delta.get("tool_calls") or ():
+                arguments = (call.get("function") or {}).get("arguments")
+                if arguments:
+                    self.text_parts.append(arguments)
+                    self.saw_content = True
+        usage = chunk.get("usage")
+        if not usage:
+            return event
+        self.usage = openai_usage(usage)
+        if self.client_wants_usage:
+            return event
+        if not chunk.get("choices"):
+            return None
+        del chunk["usage"]
+        return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+
+class AnthropicStreamTracker:
+    """Follows an Anthropic Messages stream: usage from message_start and message_delta, text."""
+
+    def __init__(self) -> None:
+        self.start_usage: dict = {}
+        self.output_tokens: int | None = None
+        self.text_parts: list[str] = []
+        self.done = False
+        self.saw_content = False
+
+    def relay(self, event: bytes) -> bytes:
+        data = sse_data(event)
+        if data is None:
+            return event
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return event
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        if kind == "message_start":
+            self.start_usage = dict((payload.get("message") or {}).get("usage") or {})
+        elif kind == "content_block_delta":
+            delta = payload.get("delta") or {}
+            text = delta.get("text") or delta.get("partial_json") or delta.get("thinking")
+            if text:
+                self.text_parts.append(text)
+                self.saw_content = True
+        elif kind == "message_delta":
+            usage = payload.get("usage") or {}
+            if isinstance(usage.get("output_tokens"), int):
+                self.output_tokens = usage["output_tokens"]
+            for key in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
+                if isinstance(usage.get(key), int):
+                    self.start_usage[key] = usage[key]
+        elif kind == "message_stop":
+            self.done = True
+        return event
+
+    @property
+    def usage(self) -> Usage | None:
+        if not self.done or self.output_tokens is None:
+            return None
+        return anthropic_usage({**self.start_usage, "output_tokens": self.output_tokens})
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)

@@ -1,0 +1,429 @@
+"""The request path of every proxied call, in order: authenticate, validate, route and price,
+forward, settle and record. Views only pick the endpoint and return what `handle` gives.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import requests
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpResponse, StreamingHttpResponse
+from django.utils import timezone
+
+from metering import pricing, tokens
+from metering.models import UsageEvent
+from metering.pricing import Rates, Usage
+from metering.routing import Upstream, upstream_for
+from metering.services import LedgerEntry, usage_record
+from tenants.auth import principal_for_raw_key, raw_key_from_headers, touch_last_used
+from tenants.principal import Principal
+
+from . import formats, upstreams, validation
+from .errors import ProxyError
+
+logger = logging.getLogger("spendplane.gateway")
+
+CHAT = "chat.completions"
+EMBEDDINGS = "embeddings"
+MESSAGES = "messages"
+
+_VALIDATORS = {
+    CHAT: validation.validate_chat,
+    EMBEDDINGS: validation.validate_embeddings,
+    MESSAGES: validation.validate_messages,
+}
+_UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_STREAM_READ_BYTES = None  # None: relay each chunk as it arrives
+
+
+@dataclass
+class ProxyCall:
+    endpoint: str
+    request_id: str = field(default_factory=lambda: "req_" + uuid.uuid4().hex)
+    started: float = field(default_factory=time.perf_counter)
+    created_at: datetime = field(default_factory=timezone.now)
+    principal: Principal | None = None
+    body: dict = field(default_factory=dict)
+    model: str = ""
+    end_user: str = ""
+    feature: str = ""
+    stream: bool = False
+    upstream: Upstream | None = None
+    rates: Rates | None = None
+    prompt_estimate: int = 0
+    upstream_ms: float | None = None
+    ttft_ms: float | None = None
+    recorded: bool = False
+
+    @property
+    def anthropic(self) -> bool:
+        return self.endpoint == MESSAGES
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    def record(self, *, status: int, usage: Usage | None = None, source: str = "", error_type: str = "") -> None:
+        """Write this call's ledger row, once, whatever path ends the request."""
+        if self.recorded:
+            return
+        self.recorded = True
+        principal = self.principal
+        entry = LedgerEntry(
+            request_id=self.request_id,
+            endpoint=self.endpoint,
+            created_at=self.created_at,
+            status_code=status,
+            latency_ms=self.elapsed_ms(),
+            tenant_id=principal.tenant_id if principal else None,
+            api_key_id=principal.key_id if principal else None,
+            end_user=self.end_user,
+            feature=self.feature,
+            model=self.model,
+            provider=self.upstream.name if self.upstream else "",
+            stream=self.stream,
+            usage=usage or Usage(),
+            usage_source=source or (UsageEvent.UsageSource.NONE if usage is None else UsageEvent.UsageSource.PROVIDER),
+            rates=self.rates,
+            error_type=error_type,
+            upstream_latency_ms=self.upstream_ms,
+            ttft_ms=self.ttft_ms,
+        )
+        try:
+            usage_record(entry=entry)
+        except Exception:
+            # Losing a row is the worst outcome; say so loudly with everything needed to replay it.
+            logger.exception("ledger write failed for %s: %r", self.request_id, entry)
+
+
+def handle(request, endpoint: str) -> HttpResponse:
+    call = ProxyCall(endpoint=endpoint)
+    try:
+        response = _run(request, call)
+    except ProxyError as error:
+        call.record(status=error.status, error_type=error.code or error.type)
+        response = error.response(anthropic=call.anthropic)
+    except Exception:
+        logger.exception("proxy failure on %s", call.request_id)
+        error = ProxyError(500, "The gateway failed to handle this request.", type="api_error", code="internal_error")
+        call.record(status=500, error_type="internal_error")
+        response = error.response(anthropic=call.anthropic)
+    response["x-request-id"] = call.request_id
+    return response
+
+
+def _run(request, call: ProxyCall) -> HttpResponse:
+    call.principal = authenticate(request)
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise ProxyError(413, "The request body is too large.", code="request_too_large") from None
+    call.body = validation.parse_json_object(raw)
+    _VALIDATORS[call.endpoint](call.body)
+    call.model = call.body["model"]
+    call.stream = bool(call.body.get("stream")) and call.endpoint != EMBEDDINGS
+    call.end_user = _end_user(request, call.body)
+    call.feature = _clean_header(request.META.get("HTTP_X_SPENDPLANE_FEATURE", ""))
+    _route_and_price(call)
+    call.prompt_estimate = _estimate_prompt(call)
+    touch_last_used(call.principal)
+    if call.stream:
+        return _forward_stream(request, call)
+    return _forward(request, call)
+
+
+def authenticate(request) -> Principal:
+    raw = raw_key_from_headers(request.META)
+    if not raw:
+        raise ProxyError(
+            401,
+            "No API key provided. Send 'Authorization: Bearer sp_…' (or 'x-api-key' for Anthropic clients).",
+            type="authentication_error",
+            code="missing_api_key",
+        )
+    principal = principal_for_raw_key(raw)
+    if principal is None:
+        raise ProxyError(401, "Incorrect API key provided.", type="authentication_error", code="invalid_api_key")
+    if principal.revoked:
+        raise ProxyError(401, "This API key has been revoked.", type="authentication_error", code="revoked_api_key")
+    if principal.expires_at is not None and principal.expires_at <= timezone.now():
+        raise ProxyError(401, "This API key has expired.", type="authentication_error", code="expired_api_key")
+    if not principal.tenant_active:
+        # Known tenant from here on: the rejection is the tenant's, and recorded as such.
+        raise ProxyError(403, "This account is suspended.", type="permission_error", code="tenant_suspended")
+    return principal
+
+
+def _clean_header(value: str) -> str:
+    return _UNSAFE_HEADER_CHARS.sub("", value).strip()[:200]
+
+
+def _end_user(request, body: dict) -> str:
+    header = request.META.get("HTTP_X_SPENDPLANE_USER")
+    if header:
+        return _clean_header(header)
+    user = body.get("user")
+    if isinstance(user, str):
+        return _clean_header(user)
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+        return _clean_header(metadata["user_id"])
+    return ""
+
+
+def _route_and_price(call: ProxyCall) -> None:
+    principal = call.principal
+    if not principal.may_call(call.model):
+        raise ProxyError(
+            404,
+            f"The model '{call.model}' does not exist or your plan does not include it.",
+            type="invalid_request_error",
+            code="model_not_found",
+            param="model",
+        )
+    upstream = upstream_for(call.model)
+    if upstream is None:
+        raise ProxyError(
+            404, f"The model '{call.model}' does not exist.", code="model_not_found", param="model"
+        )
+    if call.anthropic and upstream.kind != "anthropic":
+        raise ProxyError(
+            400,
+            f"The model '{call.model}' is not served by an Anthropic-compatible provider; use /v1/chat/completions.",
+            code="model_not_supported_on_endpoint",
+            param="model",
+        )
+    call.upstream = upstream
+    call.rates = pricing.rates_for(call.model, provider_kind=upstream.kind, tenant_id=principal.tenant_id)
+    if call.rates is None and not principal.allow_unpriced_models:
+        raise ProxyError(
+            400,
+            f"The model '{call.model}' has no known price and your plan does not allow unpriced models.",
+            code="model_not_priced",
+            param="model",
+        )
+
+
+def _estimate_prompt(call: ProxyCall) -> int:
+    body = call.body
+    if call.endpoint == EMBEDDINGS:
+        return tokens.count_embedding_input(call.model, body.get("input"))
+    return tokens.count_chat_prompt(call.model, body.get("messages"), body.get("tools"), body.get("system"))
+
+
+def _upstream_request(call: ProxyCall, request) -> tuple[str, dict, bytes]:
+    upstream = call.upstream
+    body = dict(call.body)
+    if upstream.upstream_model and upstream.upstream_model != call.model:
+        body["model"] = upstream.upstream_model
+    if call.endpoint == MESSAGES:
+        url = upstream.base_url.rstrip("/") + "/v1/messages"
+        headers = upstreams.anthropic_headers(upstream, request.META)
+    else:
+        url = f"{upstream.openai_base}/{'embeddings' if call.endpoint == EMBEDDINGS else 'chat/completions'}"
+        headers = upstreams.openai_headers(upstream)
+        if call.stream:
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    return url, headers, json.dumps(body, ensure_ascii=False).encode()
+
+
+def _send(call: ProxyCall, request, *, stream: bool) -> requests.Response:
+    url, headers, payload = _upstream_request(call, request)
+    upstream = call.upstream
+    sent = time.perf_counter()
+    try:
+        response = upstreams.session_for(upstream).post(
+            url,
+            data=payload,
+            headers=headers,
+            timeout=(upstream.connect_timeout, upstream.read_timeout),
+            stream=stream,
+        )
+    except requests.Timeout:
+        call.upstream_ms = (time.perf_counter() - sent) * 1000
+        raise ProxyError(
+            504, f"The upstream provider '{upstream.name}' timed out.", type="api_error", code="upstream_timeout"
+        ) from None
+    except requests.RequestException as exc:
+        call.upstream_ms = (time.perf_counter() - sent) * 1000
+        logger.warning("upstream %s unreachable: %s", upstream.name, exc.__class__.__name__)
+        raise ProxyError(
+            502, f"The upstream provider '{upstream.name}' is unreachable.", type="api_error", code="upstream_unavailable"
+        ) from None
+    call.upstream_ms = (time.perf_counter() - sent) * 1000
+    if response.status_code >= 400:
+        raise _upstream_error(call, response)
+    return response
+
+
+def _upstream_error(call: ProxyCall, response: requests.Response) -> ProxyError:
+    """The provider's own error, relayed with its status and message in the client's format."""
+    try:
+        content = response.content
+        payload = json.loads(content) if content else {}
+    except (ValueError, requests.RequestException):
+        payload = {}
+    detail = payload.get("error") if isinstance(payload, dict) else None
+    message = detail.get("message") if isinstance(detail, dict) else None
+    kind = detail.get("type") if isinstance(detail, dict) else None
+    code = detail.get("code") if isinstance(detail, dict) else None
+    status = response.status_code
+    if status >= 500:
+        return ProxyError(
+            502,
+            f"The upstream provider '{call.upstream.name}' failed ({status}): {message or 'no detail'}",
+            type="api_error",
+            code="upstream_error",
+        )
+    headers = {}
+    if status == 429 and response.headers.get("retry-after"):
+        headers["Retry-After"] = response.headers["retry-after"]
+    return ProxyError(
+        status,
+        message or f"The upstream provider rejected the request ({status}).",
+        type=kind or "invalid_request_error",
+        code=str(code) if code else f"upstream_{status}",
+        headers=headers,
+    )
+
+
+def _estimated(call: ProxyCall, completion_text: str, prompt_tokens: int | None = None) -> Usage:
+    return Usage(
+        prompt_tokens=call.prompt_estimate if prompt_tokens is None else prompt_tokens,
+        completion_tokens=tokens.count_text(completion_text, call.model),
+    )
+
+
+def _forward(request, call: ProxyCall) -> HttpResponse:
+    upstream_response = _send(call, request, stream=False)
+    content = upstream_response.content
+    try:
+        data = json.loads(content)
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        call.record(
+            status=502,
+            usage=_estimated(call, ""),
+            source=UsageEvent.UsageSource.ESTIMATED,
+            error_type="upstream_malformed_response",
+        )
+        raise ProxyError(
+            502,
+            f"The upstream provider '{call.upstream.name}' returned a malformed response.",
+            type="api_error",
+            code="upstream_malformed_response",
+        ) from None
+    usage = (formats.anthropic_usage if call.anthropic else formats.openai_usage)(data.get("usage"))
+    source = UsageEvent.UsageSource.PROVIDER
+    if usage is None:
+        usage, source = _estimated(call, _response_text(call, data)), UsageEvent.UsageSource.ESTIMATED
+    call.record(status=upstream_response.status_code, usage=usage, source=source)
+    return HttpResponse(content, status=upstream_response.status_code, content_type="application/json")
+
+
+def _response_text(call: ProxyCall, data: dict) -> str:
+    if call.anthropic:
+        return "".join(block.get("text", "") for block in data.get("content") or () if isinstance(block, dict))
+    parts = []
+    for choice in data.get("choices") or ():
+        message = choice.get("message") or {}
+        if isinstance(message.get("content"), str):
+            parts.append(message["content"])
+    return "".join(parts)
+
+
+def _forward_stream(request, call: ProxyCall) -> StreamingHttpResponse:
+    upstream_response = _send(call, request, stream=True)
+    client_wants_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
+    tracker = (
+        formats.AnthropicStreamTracker()
+        if call.anthropic
+        else formats.OpenAIStreamTracker(client_wants_usage=client_wants_usage)
+    )
+    relay = StreamRelay(call, upstream_response, tracker)
+    response = StreamingHttpResponse(relay, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+class StreamRelay:
+    """The streamed body. The server calls `close()` when the response ends, is abandoned, or is
+    never iterated at all; each way the upstream is closed and the request recorded once."""
+
+    def __init__(self, call: ProxyCall, upstream_response: requests.Response, tracker) -> None:
+        self.call = call
+        self.upstream_response = upstream_response
+        self.tracker = tracker
+        self._events = _relay(call, upstream_response, tracker)
+
+    def __iter__(self):
+        return self._events
+
+    def close(self) -> None:
+        self._events.close()
+        if not self.call.recorded:
+            self.upstream_response.close()
+            _settle_stream(self.call, self.tracker, "client_disconnected")
+
+
+def _relay(call: ProxyCall, upstream_response: requests.Response, tracker):
+    """Relay events as they arrive; whatever ends the stream, record it exactly once."""
+    outcome = "cut"
+    buffer = b""
+    try:
+        try:
+            for chunk in upstream_response.iter_content(chunk_size=_STREAM_READ_BYTES):
+                events, buffer = formats.split_sse_events(buffer + chunk)
+                for event in events:
+                    relayed = tracker.relay(event)
+                    if relayed is None:
+                        continue
+                    if call.ttft_ms is None and tracker.saw_content:
+                        call.ttft_ms = call.elapsed_ms()
+                    yield relayed
+            if tracker.done:
+                outcome = "complete"
+        except requests.RequestException as exc:
+            logger.warning("upstream stream for %s broke: %s", call.request_id, exc.__class__.__name__)
+        if outcome == "cut":
+            yield _stream_error_event(call)
+    except GeneratorExit:
+        outcome = "client_disconnected"
+        raise
+    finally:
+        upstream_response.close()
+        _settle_stream(call, tracker, outcome)
+
+
+def _stream_error_event(call: ProxyCall) -> bytes:
+    message = f"The upstream provider '{call.upstream.name}' ended the stream early."
+    if call.anthropic:
+        body = {"type": "error", "error": {"type": "api_error", "message": message}}
+        return b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
+    body = {"error": {"message": message, "type": "api_error", "code": "upstream_stream_cut", "param": None}}
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+def _settle_stream(call: ProxyCall, tracker, outcome: str) -> None:
+    usage = tracker.usage
+    if outcome == "complete" and usage is not None:
+        call.record(status=200, usage=usage)
+        return
+    prompt = None
+    if call.anthropic and tracker.start_usage:
+        prompt = formats.anthropic_usage({**tracker.start_usage, "output_tokens": 0}).prompt_tokens
+    estimated = _estimated(call, tracker.text, prompt)
+    if outcome == "complete":
+        call.record(status=200, usage=estimated, source=UsageEvent.UsageSource.ESTIMATED)
+    elif outcome == "client_disconnected":
+        call.record(status=499, usage=estimated, source=UsageEvent.UsageSource.ESTIMATED, error_type="client_disconnected")
+    else:
+        call.record(status=502, usage=estimated, source=UsageEvent.UsageSource.ESTIMATED, error_type="upstream_stream_cut")

@@ -1,0 +1,29 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from metering import api as metering_api
+from tenants import api as tenants_api
+
+from . import proxy
+
+router = DefaultRouter()
+router.register("plans", tenants_api.PlanViewSet)
+router.register("tenants", tenants_api.TenantViewSet)
+router.register("providers", metering_api.ProviderViewSet)
+router.register("routes", metering_api.ModelRouteViewSet)
+router.register("prices", metering_api.PriceOverrideViewSet)
+router.register("usage/events", metering_api.UsageEventViewSet, basename="usage-event")
+
+urlpatterns = [
+    path("v1/chat/completions", proxy.ChatCompletionsView.as_view()),
+    path("v1/embeddings", proxy.EmbeddingsView.as_view()),
+    path("v1/messages", proxy.MessagesView.as_view()),
+    path("v1/models", proxy.ModelsView.as_view()),
+    path("api/v1/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,98 @@
+"""Authentication: proxy API keys (sp_…) and the management API's master key."""
+
+from __future__ import annotations
+
+import hmac
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+from rest_framework import authentication, exceptions, permissions
+
+from .models import ApiKey, hash_api_key
+from .principal import Principal
+
+_MISSING = "missing"
+_LAST_USED_EVERY_SECONDS = 60
+
+
+def _cache_key(digest: str) -> str:
+    return f"apikey:{digest}"
+
+
+def principal_for_raw_key(raw: str) -> Principal | None:
+    """The cached snapshot for a raw key, read from the database at most every few seconds.
+
+    Returns None for a key that does not exist. Revoked, expired and suspended keys are returned
+    so the caller can say which; `forget_api_key` drops the snapshot when a key or its tenant changes.
+    """
+    digest = hash_api_key(raw)
+    cached = cache.get(_cache_key(digest))
+    if cached == _MISSING:
+        return None
+    if cached is not None:
+        return cached
+    key = ApiKey.objects.for_raw_key(raw)
+    principal = Principal.from_key(key) if key else None
+    cache.set(_cache_key(digest), principal or _MISSING, settings.SPENDPLANE_CACHE_SECONDS)
+    return principal
+
+
+def forget_api_keys(key_hashes) -> None:
+    cache.delete_many([_cache_key(h) for h in key_hashes])
+
+
+def touch_last_used(principal: Principal) -> None:
+    """Record key use, writing at most once a minute per key."""
+    if cache.add(f"apikey-used:{principal.key_id}", 1, _LAST_USED_EVERY_SECONDS):
+        ApiKey.objects.filter(pk=principal.key_id).update(last_used_at=timezone.now())
+
+
+def raw_key_from_headers(meta) -> str:
+    """The bearer token, or the `x-api-key` header Anthropic clients send."""
+    header = meta.get("HTTP_AUTHORIZATION", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return meta.get("HTTP_X_API_KEY", "").strip()
+
+
+class MasterPrincipal:
+    """The operator holding SPENDPLANE_MASTER_KEY: a staff principal with no user row."""
+
+    is_authenticated = True
+    is_staff = True
+    is_superuser = True
+    is_active = True
+    pk = None
+    id = None
+    username = "master-key"
+
+    def __str__(self) -> str:
+        return self.username
+
+    def has_perm(self, perm, obj=None) -> bool:
+        return True
+
+
+class MasterKeyAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request):
+        master = settings.SPENDPLANE_MASTER_KEY
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not master or header[:7].lower() != "bearer ":
+            return None
+        token = header[7:].strip()
+        if token.startswith("sp_"):
+            raise exceptions.AuthenticationFailed("Tenant API keys cannot use the management API.")
+        if hmac.compare_digest(token.encode(), master.encode()):
+            return MasterPrincipal(), token
+        # Not the master key: let TokenAuthentication (Token …) or a later class try.
+        return None
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="spendplane"'
+
+
+class IsStaffOrMasterKey(permissions.BasePermission):
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_staff)
