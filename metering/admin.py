@@ -5,13 +5,14 @@ from .models import ModelRoute, PriceOverride, Provider, UsageEvent
 
 
 class ProviderForm(forms.ModelForm):
+    base_url = forms.URLField(assume_scheme="https")
     api_key = forms.CharField(
         required=False, widget=forms.PasswordInput(render_value=False), help_text="Leave empty to keep the current key."
     )
 
     class Meta:
         model = Provider
-        fields = "__all__"
+        fields = ["name", "kind", "base_url", "api_key", "connect_timeout_s", "read_timeout_s", "is_active"]
 
     def clean_api_key(self):
         value = self.cleaned_data.get("api_key")
@@ -36,7 +37,14 @@ class ModelRouteAdmin(admin.ModelAdmin):
 
 @admin.register(PriceOverride)
 class PriceOverrideAdmin(admin.ModelAdmin):
-    list_display = ["model", "tenant", "input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok", "effective_from"]
+    list_display = [
+        "model",
+        "tenant",
+        "input_usd_per_mtok",
+        "output_usd_per_mtok",
+        "cached_input_usd_per_mtok",
+        "effective_from",
+    ]
     list_filter = ["tenant"]
     search_fields = ["model"]
 

@@ -55,7 +55,12 @@ class PriceOverrideSerializer(serializers.ModelSerializer):
         ]
 
     def validate(self, attrs):
-        for field in ("input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok", "cache_write_usd_per_mtok"):
+        for field in (
+            "input_usd_per_mtok",
+            "output_usd_per_mtok",
+            "cached_input_usd_per_mtok",
+            "cache_write_usd_per_mtok",
+        ):
             value = attrs.get(field)
             if value is not None and value < 0:
                 raise serializers.ValidationError({field: "Must not be negative."})

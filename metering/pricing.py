@@ -76,12 +76,12 @@ def _flat(price, input_tokens: int) -> Decimal | None:
 def _package_model_price(model: str, provider_id: str | None, day: str):
     snapshot = data_snapshot.get_snapshot()
     try:
-        provider, model_info = snapshot.find_provider_model(model, None, provider_id, None)
+        _, model_info = snapshot.find_provider_model(model, None, provider_id, None)
     except LookupError:
         if provider_id is None:
             return None
         try:
-            provider, model_info = snapshot.find_provider_model(model, None, None, None)
+            _, model_info = snapshot.find_provider_model(model, None, None, None)
         except LookupError:
             return None
     return model_info.get_prices(datetime.fromisoformat(day))

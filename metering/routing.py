@@ -72,7 +72,12 @@ def _from_provider(provider: Provider, upstream_model: str) -> Upstream:
 
 def default_upstream(model: str) -> Upstream:
     if model.lower().startswith("claude"):
-        kind, name, base, key = "anthropic", "anthropic-default", settings.ANTHROPIC_BASE_URL, settings.ANTHROPIC_API_KEY
+        kind, name, base, key = (
+            "anthropic",
+            "anthropic-default",
+            settings.ANTHROPIC_BASE_URL,
+            settings.ANTHROPIC_API_KEY,
+        )
     else:
         kind, name, base, key = "openai", "openai-default", settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY
     return Upstream(
@@ -98,9 +103,9 @@ def upstream_for(model: str) -> Upstream | None:
         return _from_provider(provider, upstream_model or model)
     best = None
     for pattern, entry in table.items():
-        if pattern.endswith("*") and model.startswith(pattern[:-1]):
-            if best is None or len(pattern) > len(best[0]):
-                best = (pattern, entry)
+        matches = pattern.endswith("*") and model.startswith(pattern[:-1])
+        if matches and (best is None or len(pattern) > len(best[0])):
+            best = (pattern, entry)
     if best is None:
         return None
     provider, upstream_model = best[1]

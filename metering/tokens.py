@@ -43,7 +43,7 @@ def install_offline_encodings(cache_dir: str | None = None) -> str:
     os.environ["TIKTOKEN_CACHE_DIR"] = cache_dir
     os.makedirs(cache_dir, exist_ok=True)
     for name, expected in ENCODING_SHA256.items():
-        target = Path(cache_dir) / hashlib.sha1(_BLOB.format(name=name).encode()).hexdigest()
+        target = Path(cache_dir) / hashlib.sha1(_BLOB.format(name=name).encode(), usedforsecurity=False).hexdigest()
         if target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() == expected:
             continue
         data = _bundled_encoding(name)

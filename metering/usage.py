@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.db.models import Count, Q, Sum
@@ -18,7 +18,7 @@ ZERO = Decimal("0")
 
 def month_bounds(at: datetime) -> tuple[datetime, datetime]:
     """[start, end) of the UTC calendar month containing `at`."""
-    at = at.astimezone(dt_timezone.utc)
+    at = at.astimezone(UTC)
     start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
     return start, end

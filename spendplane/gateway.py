@@ -119,7 +119,7 @@ def handle(request, endpoint: str) -> HttpResponse:
 
 
 def _run(request, call: ProxyCall) -> HttpResponse:
-    call.principal = authenticate(request)
+    authenticate(request, call)
     try:
         raw = request.body
     except RequestDataTooBig:
@@ -138,7 +138,9 @@ def _run(request, call: ProxyCall) -> HttpResponse:
     return _forward(request, call)
 
 
-def authenticate(request) -> Principal:
+def authenticate(request, call: ProxyCall | None = None) -> Principal:
+    """The caller's principal, or a 401/403. A known key's tenant is kept on `call` even when
+    the key is refused, so the rejection is recorded against it."""
     raw = raw_key_from_headers(request.META)
     if not raw:
         raise ProxyError(
@@ -150,12 +152,13 @@ def authenticate(request) -> Principal:
     principal = principal_for_raw_key(raw)
     if principal is None:
         raise ProxyError(401, "Incorrect API key provided.", type="authentication_error", code="invalid_api_key")
+    if call is not None:
+        call.principal = principal
     if principal.revoked:
         raise ProxyError(401, "This API key has been revoked.", type="authentication_error", code="revoked_api_key")
     if principal.expires_at is not None and principal.expires_at <= timezone.now():
         raise ProxyError(401, "This API key has expired.", type="authentication_error", code="expired_api_key")
     if not principal.tenant_active:
-        # Known tenant from here on: the rejection is the tenant's, and recorded as such.
         raise ProxyError(403, "This account is suspended.", type="permission_error", code="tenant_suspended")
     return principal
 
@@ -189,9 +192,7 @@ def _route_and_price(call: ProxyCall) -> None:
         )
     upstream = upstream_for(call.model)
     if upstream is None:
-        raise ProxyError(
-            404, f"The model '{call.model}' does not exist.", code="model_not_found", param="model"
-        )
+        raise ProxyError(404, f"The model '{call.model}' does not exist.", code="model_not_found", param="model")
     if call.anthropic and upstream.kind != "anthropic":
         raise ProxyError(
             400,
@@ -254,7 +255,10 @@ def _send(call: ProxyCall, request, *, stream: bool) -> requests.Response:
         call.upstream_ms = (time.perf_counter() - sent) * 1000
         logger.warning("upstream %s unreachable: %s", upstream.name, exc.__class__.__name__)
         raise ProxyError(
-            502, f"The upstream provider '{upstream.name}' is unreachable.", type="api_error", code="upstream_unavailable"
+            502,
+            f"The upstream provider '{upstream.name}' is unreachable.",
+            type="api_error",
+            code="upstream_unavailable",
         ) from None
     call.upstream_ms = (time.perf_counter() - sent) * 1000
     if response.status_code >= 400:
@@ -424,6 +428,10 @@ def _settle_stream(call: ProxyCall, tracker, outcome: str) -> None:
     if outcome == "complete":
         call.record(status=200, usage=estimated, source=UsageEvent.UsageSource.ESTIMATED)
     elif outcome == "client_disconnected":
-        call.record(status=499, usage=estimated, source=UsageEvent.UsageSource.ESTIMATED, error_type="client_disconnected")
+        call.record(
+            status=499, usage=estimated, source=UsageEvent.UsageSource.ESTIMATED, error_type="client_disconnected"
+        )
     else:
-        call.record(status=502, usage=estimated, source=UsageEvent.UsageSource.ESTIMATED, error_type="upstream_stream_cut")
+        call.record(
+            status=502, usage=estimated, source=UsageEvent.UsageSource.ESTIMATED, error_type="upstream_stream_cut"
+        )

@@ -3,11 +3,13 @@
 Realistic usage blocks (cached and reasoning tokens included), SSE streaming over chunked
 transfer encoding, a configurable delay, and fault modes. A fault is chosen for every request
 (`--fault`) or for one request by writing `MOCK_FAULT=<mode>` in its last message, where mode is
-one of: 500, 503, 429, 400, timeout, malformed, cut, nousage.
+one of: 500, 503, 429, 400, timeout (sleeps MOCK_SLEEP=<s>, default 3), malformed, cut, nousage.
+`MOCK_CHUNK_DELAY_MS=<ms>` in the message slows one stream.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -18,10 +20,34 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from metering import tokens
 
-OPENAI_MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o3-mini", "text-embedding-3-small", "mock-unpriced-1"]
+OPENAI_MODELS = [
+    "gpt-4o-mini",
+    "gpt-4o",
+    "gpt-4.1-mini",
+    "o3-mini",
+    "text-embedding-3-small",
+    "mock-unpriced-1",
+]
 ANTHROPIC_MODELS = ["claude-3-5-haiku-latest", "claude-sonnet-4-0"]
 _FAULT = re.compile(r"MOCK_FAULT=(\w+)")
-_WORDS = "the gateway relays this mock answer token by token so every test sees a stream".split()
+_CHUNK_DELAY = re.compile(r"MOCK_CHUNK_DELAY_MS=(\d+)")
+_WORDS = [
+    "the",
+    "gateway",
+    "relays",
+    "this",
+    "mock",
+    "answer",
+    "token",
+    "by",
+    "token",
+    "so",
+    "every",
+    "test",
+    "sees",
+    "a",
+    "stream",
+]
 DEFAULT_REPLY_TOKENS = 24
 REASONING_TOKENS = 64
 EMBEDDING_DIMENSIONS = 8
@@ -64,7 +90,7 @@ class MockHandler(BaseHTTPRequestHandler):
     server_version = "spendplane-mock/1"
     state: MockState
 
-    def log_message(self, format, *args) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format, *args) -> None:
         pass
 
     # --- plumbing -------------------------------------------------------------------------
@@ -92,8 +118,9 @@ class MockHandler(BaseHTTPRequestHandler):
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
-        if self.state.chunk_delay_ms:
-            time.sleep(self.state.chunk_delay_ms / 1000)
+        delay = self.chunk_delay_ms
+        if delay:
+            time.sleep(delay / 1000)
 
     def _end_stream(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
@@ -103,10 +130,8 @@ class MockHandler(BaseHTTPRequestHandler):
         """Drop the connection mid-response, as a crashed provider would."""
         self.wfile.flush()
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(2)
-        except OSError:
-            pass
 
     # --- routing --------------------------------------------------------------------------
     def do_GET(self) -> None:
@@ -134,19 +159,31 @@ class MockHandler(BaseHTTPRequestHandler):
             self.state.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
         if self.state.latency_ms:
             time.sleep(self.state.latency_ms / 1000)
+        delay = _CHUNK_DELAY.search(_last_text(body))
+        self.chunk_delay_ms = float(delay.group(1)) if delay else self.state.chunk_delay_ms
         match = _FAULT.search(_last_text(body))
         fault = match.group(1) if match else self.state.fault
         if fault in ("500", "503"):
-            return self._error(int(fault), "The mock provider had an internal error.", "server_error", anthropic=anthropic)
+            return self._error(
+                int(fault), "The mock provider had an internal error.", "server_error", anthropic=anthropic
+            )
         if fault == "429":
             if anthropic:
                 payload = {"type": "error", "error": {"type": "rate_limit_error", "message": "Rate limit reached."}}
             else:
-                payload = {"error": {"message": "Rate limit reached.", "type": "rate_limit_error",
-                                     "code": "rate_limit_exceeded", "param": None}}
+                payload = {
+                    "error": {
+                        "message": "Rate limit reached.",
+                        "type": "rate_limit_error",
+                        "code": "rate_limit_exceeded",
+                        "param": None,
+                    }
+                }
             return self._json(429, payload, headers={"retry-after": "1"})
         if fault == "400":
-            return self._error(400, "The mock provider rejected this request.", "invalid_request_error", anthropic=anthropic)
+            return self._error(
+                400, "The mock provider rejected this request.", "invalid_request_error", anthropic=anthropic
+            )
         if fault == "timeout":
             time.sleep(float(re.search(r"MOCK_SLEEP=([\d.]+)", _last_text(body) + " MOCK_SLEEP=3").group(1)))
         if fault == "malformed":
@@ -191,7 +228,12 @@ class MockHandler(BaseHTTPRequestHandler):
                 "created": created,
                 "model": model,
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
                 ],
                 "usage": usage,
             }
@@ -237,12 +279,21 @@ class MockHandler(BaseHTTPRequestHandler):
         items = value if isinstance(value, list) and value and not isinstance(value[0], int) else [value]
         prompt = tokens.count_embedding_input(model, value)
         data = [
-            {"object": "embedding", "index": i, "embedding": [round(0.01 * (i + d), 4) for d in range(EMBEDDING_DIMENSIONS)]}
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": [round(0.01 * (i + d), 4) for d in range(EMBEDDING_DIMENSIONS)],
+            }
             for i in range(len(items))
         ]
         return self._json(
             200,
-            {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": prompt, "total_tokens": prompt}},
+            {
+                "object": "list",
+                "data": data,
+                "model": model,
+                "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+            },
         )
 
     # --- Anthropic ------------------------------------------------------------------------
@@ -281,18 +332,33 @@ class MockHandler(BaseHTTPRequestHandler):
         self._start_stream()
         start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
         self._chunk(event("message_start", {"type": "message_start", "message": start}))
-        self._chunk(event("content_block_start", {"type": "content_block_start", "index": 0,
-                                                  "content_block": {"type": "text", "text": ""}}))
+        self._chunk(
+            event(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            )
+        )
         for position, word in enumerate(words):
             if fault == "cut" and position == len(words) // 2:
                 return self._cut()
             piece = word if position == 0 else " " + word
-            self._chunk(event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                      "delta": {"type": "text_delta", "text": piece}}))
+            self._chunk(
+                event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
+                )
+            )
         self._chunk(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
-        self._chunk(event("message_delta", {"type": "message_delta",
-                                            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                            "usage": {"output_tokens": output}}))
+        self._chunk(
+            event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": output},
+                },
+            )
+        )
         self._chunk(event("message_stop", {"type": "message_stop"}))
         self._end_stream()
         return None

@@ -51,9 +51,7 @@ class ModelsView(APIView):
             return error.response()
         names = list(principal.allowed_models) or routed_models() or _default_upstream_models()
         created = int(time.time())
-        data = [
-            {"id": name, "object": "model", "created": created, "owned_by": _owner(name)} for name in sorted(names)
-        ]
+        data = [{"id": name, "object": "model", "created": created, "owned_by": _owner(name)} for name in sorted(names)]
         return JsonResponse({"object": "list", "data": data})
 
 

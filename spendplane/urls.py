@@ -6,7 +6,7 @@ from rest_framework.routers import DefaultRouter
 from metering import api as metering_api
 from tenants import api as tenants_api
 
-from . import proxy
+from . import health, proxy
 
 router = DefaultRouter()
 router.register("plans", tenants_api.PlanViewSet)
@@ -26,4 +26,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("admin/", admin.site.urls),
+    path("healthz", health.healthz),
 ]

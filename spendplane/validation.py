@@ -83,7 +83,9 @@ def _messages(body: dict, *, allowed_roles: tuple[str, ...]) -> list:
         role = message.get("role")
         if role not in allowed_roles:
             raise bad_request(
-                f"'{param}.role' must be one of {', '.join(allowed_roles)}.", param=f"{param}.role", code="invalid_value"
+                f"'{param}.role' must be one of {', '.join(allowed_roles)}.",
+                param=f"{param}.role",
+                code="invalid_value",
             )
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):
@@ -116,7 +118,9 @@ def validate_embeddings(body: dict) -> None:
     ok = isinstance(value, str) or (
         isinstance(value, list)
         and value
-        and all(isinstance(v, (str, int)) or (isinstance(v, list) and all(isinstance(t, int) for t in v)) for v in value)
+        and all(
+            isinstance(v, (str, int)) or (isinstance(v, list) and all(isinstance(t, int) for t in v)) for v in value
+        )
     )
     if not ok or value == "":
         raise _type_error("input", "a non-empty string, an array of strings, or token arrays")

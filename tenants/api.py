@@ -71,7 +71,11 @@ class TenantSerializer(serializers.ModelSerializer):
         ]
 
     def get_effective_caps(self, tenant: Tenant) -> dict:
-        return {field: tenant.effective_cap(field) for field in Tenant.CAP_FIELDS}
+        """Caps in force: the tenant's override, else the plan's. Money as a decimal string."""
+        caps = {field: tenant.effective_cap(field) for field in Tenant.CAP_FIELDS}
+        budget = caps["monthly_budget_usd"]
+        caps["monthly_budget_usd"] = None if budget is None else str(budget)
+        return caps
 
     def validate_monthly_budget_usd(self, value):
         if value is not None and value < 0:
@@ -99,7 +103,7 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
     key = serializers.CharField(read_only=True, help_text="The plaintext key. Shown only in this response.")
 
     class Meta(ApiKeySerializer.Meta):
-        fields = ApiKeySerializer.Meta.fields + ["key"]
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
 
 
 class TenantFilter(django_filters.FilterSet):
@@ -149,7 +153,9 @@ class TenantViewSet(
         serializer = ApiKeySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         key, raw = services.api_key_create(
-            tenant=tenant, name=serializer.validated_data["name"], expires_at=serializer.validated_data.get("expires_at")
+            tenant=tenant,
+            name=serializer.validated_data["name"],
+            expires_at=serializer.validated_data.get("expires_at"),
         )
         data = ApiKeyCreatedSerializer(key).data
         data["key"] = raw

@@ -1,0 +1,16 @@
+"""Production server settings (`make serve`); every value can be overridden from the environment."""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("SPENDPLANE_BIND", "0.0.0.0:8000")
+# gthread: streams hold a thread, not a process, and a slow upstream does not block a worker.
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
+threads = int(os.environ.get("SPENDPLANE_THREADS", "32"))
+# Streams can legitimately run for minutes.
+timeout = int(os.environ.get("SPENDPLANE_WORKER_TIMEOUT", "600"))
+graceful_timeout = 30
+keepalive = 75
+max_requests = int(os.environ.get("SPENDPLANE_MAX_REQUESTS", "0"))
+accesslog = os.environ.get("SPENDPLANE_ACCESS_LOG") or None

@@ -1,0 +1,120 @@
+"""`make run`: the mock upstream, a real server, demo tenants and traffic, and how to call it."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+from django.core.management.base import BaseCommand
+
+from spendplane.mock_upstream import MockUpstream
+from tenants.demo import seed_demo
+
+FEATURES = ["chat-assistant", "ticket-summary", "smart-search"]
+
+
+class Command(BaseCommand):
+    help = "Run the demo: mock upstream, seeded tenants, a gunicorn server and some traffic."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=int(os.environ.get("SPENDPLANE_PORT", 8000)))
+        parser.add_argument("--mock-port", type=int, default=int(os.environ.get("SPENDPLANE_MOCK_PORT", 8100)))
+        parser.add_argument("--requests", type=int, default=60, help="Demo requests to send at start.")
+        parser.add_argument("--no-wait", action="store_true", help="Stop after the demo traffic (for scripts).")
+
+    def handle(self, *args, **options):
+        mock = MockUpstream("127.0.0.1", options["mock_port"], latency_ms=40).start()
+        keys = seed_demo()
+        master_key = os.environ.get("SPENDPLANE_MASTER_KEY") or "dev-master-key"
+        url = f"http://127.0.0.1:{options['port']}"
+        env = {
+            **os.environ,
+            "OPENAI_BASE_URL": f"{mock.url}/v1",
+            "ANTHROPIC_BASE_URL": mock.url,
+            "OPENAI_API_KEY": "mock-key",
+            "ANTHROPIC_API_KEY": "mock-key",
+            "SPENDPLANE_BIND": f"127.0.0.1:{options['port']}",
+            "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "1"),
+            "SPENDPLANE_MASTER_KEY": master_key,
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "spendplane/gunicorn.conf.py", "spendplane.wsgi"], env=env
+        )
+        try:
+            self._wait_until_up(url)
+            sent = self._demo_traffic(url, keys, options["requests"])
+            self._explain(url, keys["acme"], master_key, sent)
+            if not options["no_wait"]:
+                server.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+            mock.stop()
+
+    def _wait_until_up(self, url: str) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise SystemExit("The server did not come up within 30 s; see its output above.")
+
+    def _demo_traffic(self, url: str, keys: dict, count: int) -> int:
+        rng = random.Random(7)
+        session = requests.Session()
+        sent = 0
+        for i in range(count):
+            tenant = rng.choice(list(keys))
+            headers = {
+                "Authorization": f"Bearer {keys[tenant]}",
+                "X-Spendplane-Feature": rng.choice(FEATURES),
+                "X-Spendplane-User": f"user-{rng.randint(1, 6)}",
+            }
+            if i % 10 == 9:
+                body = {
+                    "model": "claude-3-5-haiku-latest",
+                    "max_tokens": 40,
+                    "messages": [{"role": "user", "content": f"Summarise ticket #{i}"}],
+                }
+                session.post(f"{url}/v1/messages", json=body, headers=headers, timeout=10)
+            else:
+                body = {
+                    "model": rng.choice(["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini"]),
+                    "stream": i % 3 == 0,
+                    "messages": [{"role": "user", "content": f"Help me with request {i} " * rng.randint(1, 40)}],
+                }
+                session.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=10)
+            sent += 1
+        return sent
+
+    def _explain(self, url: str, key: str, master_key: str, sent: int) -> None:
+        body = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}'
+        self.stdout.write(self.style.SUCCESS(f"\nSpendplane is running at {url} (sent {sent} demo requests)\n"))
+        self.stdout.write(
+            f"""  Demo API key (tenant 'acme'): {key}
+  Admin:    {url}/admin/  (user admin, password admin)
+  API docs: {url}/api/docs/
+  Ledger:   curl -H 'Authorization: Bearer {master_key}' {url}/api/v1/usage/events/
+
+  Try it with curl:
+    curl {url}/v1/chat/completions -H 'Authorization: Bearer {key}' \\
+      -H 'Content-Type: application/json' -H 'X-Spendplane-User: me' -d '{body}'
+
+  Or with the OpenAI SDK:
+    from openai import OpenAI
+    client = OpenAI(base_url='{url}/v1', api_key='{key}')
+    reply = client.chat.completions.create(model='gpt-4o-mini', messages=[{{'role': 'user', 'content': 'Hi'}}])
+    print(reply.choices[0].message.content, reply.usage)
+
+Press Ctrl-C to stop."""
+        )
