@@ -88,7 +88,14 @@ class MockState:
 class MockHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "spendplane-mock/1"
+    # Headers and body go out in separate writes; without this, Nagle plus delayed ACKs add 40 ms.
+    disable_nagle_algorithm = True
     state: MockState
+
+    def handle(self) -> None:
+        # A client hanging up (wrk ending a run, a test closing a stream) is not an error here.
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            super().handle()
 
     def log_message(self, format, *args) -> None:
         pass
