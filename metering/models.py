@@ -139,3 +139,47 @@ class UsageEvent(models.Model):
     @property
     def cost_or_zero(self) -> Decimal:
         return self.cost_usd or Decimal("0")
+
+
+class BudgetCounter(models.Model):
+    """Spend of one budget scope in one period: a cache of the ledger, updated in the same
+    transaction as each ledger row, so it never drifts from it."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="budget_counters")
+    scope = models.CharField(max_length=20)
+    subject = models.CharField(max_length=200, blank=True, default="")
+    period = models.CharField(max_length=10)
+    period_key = models.CharField(max_length=20, help_text="2026-11 or 2026-11-27, in the tenant's time zone.")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    spent_usd = models.DecimalField(max_digits=18, decimal_places=9, default=Decimal("0"))
+    reset_at = models.DateTimeField(null=True, blank=True, help_text="Spend before this moment was forgiven.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "scope", "subject", "period", "period_key"], name="unique_counter_per_period"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.scope}:{self.subject} {self.period_key} ${self.spent_usd}"
+
+
+class BudgetReservation(models.Model):
+    """Worst-case cost held against a counter while a request is in flight; it stops counting at
+    `expires_at`, so a process that dies mid-request cannot strand budget."""
+
+    request_id = models.CharField(max_length=64, db_index=True)
+    counter = models.ForeignKey(BudgetCounter, on_delete=models.CASCADE, related_name="reservations")
+    amount_usd = models.DecimalField(max_digits=18, decimal_places=9)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["request_id", "counter"], name="unique_reservation_per_counter"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id}: ${self.amount_usd} until {self.expires_at:%H:%M:%S}"

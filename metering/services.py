@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from django.db import IntegrityError, transaction
+
+from .budgets import budget_settle
 from .models import UsageEvent
 from .pricing import Rates, Usage
 
@@ -38,9 +41,10 @@ def _ms(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(str(round(value, 3)))
 
 
-def usage_record(*, entry: LedgerEntry) -> None:
-    """Append one ledger row. Idempotent on request_id: a second call for the same request writes
-    nothing, so no path can double-count a request."""
+def usage_record(*, entry: LedgerEntry) -> bool:
+    """Append one ledger row and settle the request's budget reservations to its cost, in one
+    transaction. Idempotent on request_id: a second call for the same request writes nothing and
+    returns False, so no path can double-count a request."""
     usage, rates = entry.usage, entry.rates
     event = UsageEvent(
         request_id=entry.request_id,
@@ -72,4 +76,12 @@ def usage_record(*, entry: LedgerEntry) -> None:
         ttft_ms=_ms(entry.ttft_ms),
         created_at=entry.created_at,
     )
-    UsageEvent.objects.bulk_create([event], ignore_conflicts=True)
+    try:
+        with transaction.atomic():
+            event.save(force_insert=True)
+            budget_settle(request_id=entry.request_id, cost=event.cost_usd)
+    except IntegrityError:
+        if UsageEvent.objects.filter(request_id=entry.request_id).exists():
+            return False
+        raise
+    return True

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import requests
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
-from metering import pricing, tokens
+from metering import budgets, limits, pricing, tokens
 from metering.models import UsageEvent
 from metering.pricing import Rates, Usage
 from metering.routing import Upstream, upstream_for
@@ -60,6 +61,8 @@ class ProxyCall:
     prompt_estimate: int = 0
     upstream_ms: float | None = None
     ttft_ms: float | None = None
+    grant: limits.Grant | None = None
+    response_headers: dict = field(default_factory=dict)
     recorded: bool = False
 
     @property
@@ -100,6 +103,8 @@ class ProxyCall:
         except Exception:
             # Losing a row is the worst outcome; say so loudly with everything needed to replay it.
             logger.exception("ledger write failed for %s: %r", self.request_id, entry)
+        finally:
+            limits.limits_release(self.grant, actual_tokens=entry.usage.prompt_tokens + entry.usage.completion_tokens)
 
 
 def handle(request, endpoint: str) -> HttpResponse:
@@ -115,6 +120,8 @@ def handle(request, endpoint: str) -> HttpResponse:
         call.record(status=500, error_type="internal_error")
         response = error.response(anthropic=call.anthropic)
     response["x-request-id"] = call.request_id
+    for name, value in call.response_headers.items():
+        response[name] = value
     return response
 
 
@@ -132,6 +139,7 @@ def _run(request, call: ProxyCall) -> HttpResponse:
     call.feature = _clean_header(request.META.get("HTTP_X_SPENDPLANE_FEATURE", ""))
     _route_and_price(call)
     call.prompt_estimate = _estimate_prompt(call)
+    _enforce(request, call)
     touch_last_used(call.principal)
     if call.stream:
         return _forward_stream(request, call)
@@ -209,6 +217,72 @@ def _route_and_price(call: ProxyCall) -> None:
             code="model_not_priced",
             param="model",
         )
+
+
+def _max_output_tokens(call: ProxyCall, *, cap_if_unset: bool) -> int:
+    """The most completion tokens this request can produce; sets a cap upstream if asked to."""
+    if call.endpoint == EMBEDDINGS:
+        return 0
+    body = call.body
+    stated = body.get("max_completion_tokens") or body.get("max_tokens")
+    if stated:
+        return stated
+    default = settings.SPENDPLANE_DEFAULT_MAX_OUTPUT_TOKENS
+    if cap_if_unset:
+        body["max_completion_tokens" if call.model.startswith(("o1", "o3", "o4", "gpt-5")) else "max_tokens"] = default
+    return default
+
+
+def _enforce(request, call: ProxyCall) -> None:
+    """Loop throttle, rate limits, then the budget reservation: 429 or 402 when one says no."""
+    principal = call.principal
+    budget_rules = budgets.rules_for(principal, end_user=call.end_user, feature=call.feature, at=call.created_at)
+    max_output = _max_output_tokens(call, cap_if_unset=any(r.hard for r in budget_rules))
+    try:
+        limits.loop_check(principal=principal, end_user=call.end_user, body=call.body)
+        call.grant = limits.limits_admit(
+            request=request,
+            principal=principal,
+            request_id=call.request_id,
+            rules=limits.rules_for(principal, end_user=call.end_user, feature=call.feature),
+            token_estimate=call.prompt_estimate + max_output,
+        )
+        call.response_headers.update(call.grant.headers)
+    except limits.LimitExceeded as exceeded:
+        raise ProxyError(
+            429,
+            f"Rate limit reached: {exceeded}. Retry after {exceeded.retry_after} s.",
+            type="rate_limit_error",
+            code="loop_detected" if exceeded.kind == "loop" else "rate_limit_exceeded",
+            headers={"Retry-After": str(exceeded.retry_after)},
+        ) from None
+    except limits.LimitsUnavailable as exc:
+        if settings.SPENDPLANE_REDIS_FAILURE == "closed":
+            logger.error("rate-limit store unavailable, refusing %s: %s", call.request_id, exc)
+            raise ProxyError(
+                503,
+                "Rate limits cannot be checked right now; retry shortly.",
+                type="api_error",
+                code="limits_unavailable",
+            ) from None
+        logger.warning("rate-limit store unavailable, admitting %s without rate limits: %s", call.request_id, exc)
+    if call.rates is None or not budget_rules:
+        return
+    worst = call.rates.worst_case_cost(prompt_tokens=call.prompt_estimate, max_completion_tokens=max_output)
+    try:
+        admission = budgets.budget_reserve(
+            principal=principal, request_id=call.request_id, rules=budget_rules, amount=worst, at=call.created_at
+        )
+    except budgets.BudgetExceeded as exceeded:
+        call.response_headers["x-spendplane-budget-remaining"] = str(exceeded.remaining)
+        raise ProxyError(
+            402,
+            f"This request (up to ${worst}) would exceed {exceeded.rule.describe()}; ${exceeded.remaining} remains.",
+            type="budget_exceeded",
+            code=exceeded.rule.error_code,
+        ) from None
+    if admission.remaining_usd is not None:
+        call.response_headers["x-spendplane-budget-remaining"] = str(admission.remaining_usd)
 
 
 def _estimate_prompt(call: ProxyCall) -> int:

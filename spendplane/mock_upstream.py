@@ -4,7 +4,7 @@ Realistic usage blocks (cached and reasoning tokens included), SSE streaming ove
 transfer encoding, a configurable delay, and fault modes. A fault is chosen for every request
 (`--fault`) or for one request by writing `MOCK_FAULT=<mode>` in its last message, where mode is
 one of: 500, 503, 429, 400, timeout (sleeps MOCK_SLEEP=<s>, default 3), malformed, cut, nousage.
-`MOCK_CHUNK_DELAY_MS=<ms>` in the message slows one stream.
+`MOCK_LATENCY_MS=<ms>` delays one answer; `MOCK_CHUNK_DELAY_MS=<ms>` slows one stream.
 """
 
 from __future__ import annotations
@@ -30,23 +30,30 @@ OPENAI_MODELS = [
 ]
 ANTHROPIC_MODELS = ["claude-3-5-haiku-latest", "claude-sonnet-4-0"]
 _FAULT = re.compile(r"MOCK_FAULT=(\w+)")
+_LATENCY = re.compile(r"MOCK_LATENCY_MS=(\d+)")
 _CHUNK_DELAY = re.compile(r"MOCK_CHUNK_DELAY_MS=(\d+)")
+# Each word is one token (o200k and cl100k), so a reply of max_tokens words costs exactly max_tokens.
 _WORDS = [
     "the",
     "gateway",
-    "relays",
+    "sends",
     "this",
     "mock",
     "answer",
-    "token",
-    "by",
-    "token",
+    "one",
+    "word",
+    "at",
+    "a",
+    "time",
     "so",
     "every",
     "test",
     "sees",
     "a",
+    "real",
     "stream",
+    "of",
+    "text",
 ]
 DEFAULT_REPLY_TOKENS = 24
 REASONING_TOKENS = 64
@@ -164,8 +171,10 @@ class MockHandler(BaseHTTPRequestHandler):
             return self._error(400, "Invalid JSON", "invalid_request_error", anthropic=anthropic)
         with self.state.lock:
             self.state.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
-        if self.state.latency_ms:
-            time.sleep(self.state.latency_ms / 1000)
+        latency = _LATENCY.search(_last_text(body))
+        latency_ms = float(latency.group(1)) if latency else self.state.latency_ms
+        if latency_ms:
+            time.sleep(latency_ms / 1000)
         delay = _CHUNK_DELAY.search(_last_text(body))
         self.chunk_delay_ms = float(delay.group(1)) if delay else self.state.chunk_delay_ms
         match = _FAULT.search(_last_text(body))

@@ -103,6 +103,10 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+RATELIMIT_USE_CACHE = "default"
+# django-ratelimit warns about an in-process cache; the embedded default runs one process.
+SILENCED_SYSTEM_CHECKS = [] if REDIS_URL else ["django_ratelimit.E003", "django_ratelimit.W001"]
+
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -167,6 +171,16 @@ ANTHROPIC_BASE_URL = env("ANTHROPIC_BASE_URL", default="https://api.anthropic.co
 ANTHROPIC_API_KEY = env("ANTHROPIC_API_KEY", default="")
 
 SPENDPLANE_MAX_MESSAGES = env.int("SPENDPLANE_MAX_MESSAGES", default=2048)
+# A reservation stops counting after this long, so a process that dies mid-request frees its budget.
+SPENDPLANE_RESERVATION_SECONDS = env.int("SPENDPLANE_RESERVATION_SECONDS", default=900)
+# Completion cap sent upstream when a client sets none and a hard budget applies, so the
+# reservation is a true worst case.
+SPENDPLANE_DEFAULT_MAX_OUTPUT_TOKENS = env.int("SPENDPLANE_DEFAULT_MAX_OUTPUT_TOKENS", default=4096)
+# When Redis (rate-limit counters) is unreachable: "closed" answers 503, "open" skips rate limits.
+# Budgets are unaffected either way: they live in the database.
+SPENDPLANE_REDIS_FAILURE = env("SPENDPLANE_REDIS_FAILURE", default="closed")
+if SPENDPLANE_REDIS_FAILURE not in ("closed", "open"):
+    raise ImproperlyConfigured("SPENDPLANE_REDIS_FAILURE must be 'closed' or 'open'")
 SPENDPLANE_UPSTREAM_CONNECT_TIMEOUT = env.float("SPENDPLANE_UPSTREAM_CONNECT_TIMEOUT", default=5.0)
 SPENDPLANE_UPSTREAM_READ_TIMEOUT = env.float("SPENDPLANE_UPSTREAM_READ_TIMEOUT", default=120.0)
 # Seconds a resolved API key, plan or price table is trusted before it is read again.

@@ -26,6 +26,10 @@ class Plan(models.Model):
     allowed_models = models.JSONField(
         default=list, blank=True, help_text="Model names this plan may call; empty: every routed model."
     )
+    loop_max_repeats = models.PositiveIntegerField(
+        default=30, help_text="The same end user may send the same request this many times per loop window."
+    )
+    loop_window_seconds = models.PositiveIntegerField(default=60)
     allow_unpriced_models = models.BooleanField(
         default=True, help_text="Whether models with no known price may be called (their cost is recorded as unknown)."
     )
@@ -131,3 +135,97 @@ class ApiKey(models.Model):
         if self.revoked_at is not None:
             return False
         return self.expires_at is None or self.expires_at > at
+
+
+class Scope(models.TextChoices):
+    TENANT = "tenant"
+    END_USER = "end_user"
+    FEATURE = "feature"
+    KEY = "key"
+
+
+# A Budget or RateLimit whose subject is this applies to every end user (feature, key) that has no row of its own.
+EVERY_SUBJECT = "*"
+
+
+class Budget(models.Model):
+    """A spend cap for one scope of a tenant over a day or a month (in the tenant's time zone)."""
+
+    class Period(models.TextChoices):
+        DAY = "day"
+        MONTH = "month"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="budgets")
+    scope = models.CharField(max_length=20, choices=Scope.choices)
+    subject = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="End user id, feature name or key id; empty for the tenant; * for every one without its own budget.",
+    )
+    period = models.CharField(max_length=10, choices=Period.choices, default=Period.MONTH)
+    limit_usd = models.DecimalField(max_digits=14, decimal_places=6)
+    hard = models.BooleanField(default=True, help_text="Hard: block when spent. Soft: alert only.")
+    raised_limit_usd = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True, help_text="A temporary limit in force until the date."
+    )
+    raised_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tenant", "scope", "subject", "period"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "scope", "subject", "period"], name="unique_budget_per_scope"),
+        ]
+
+    def __str__(self) -> str:
+        subject = f" {self.subject}" if self.subject else ""
+        return f"{self.tenant} {self.scope}{subject} per {self.period}: ${self.limit_usd}"
+
+    def effective_limit(self, at=None) -> Decimal:
+        at = at or timezone.now()
+        if self.raised_limit_usd is not None and self.raised_until and self.raised_until > at:
+            return self.raised_limit_usd
+        return self.limit_usd
+
+
+class RateLimit(models.Model):
+    """Request, token and concurrency caps for a key, end user or feature (tenant caps live on the plan)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="rate_limits")
+    scope = models.CharField(max_length=20, choices=Scope.choices)
+    subject = models.CharField(max_length=200, blank=True, default="")
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    max_concurrency = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tenant", "scope", "subject"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "scope", "subject"], name="unique_rate_limit_per_scope"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.scope} {self.subject or '(tenant)'}"
+
+
+class CapChange(models.Model):
+    """Who changed which cap of a tenant, from what, to what, when. Append-only."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="cap_changes")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    actor_label = models.CharField(max_length=150, help_text="Username, or 'master-key' for the API operator.")
+    what = models.CharField(max_length=200)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    reason = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.tenant}: {self.what} by {self.actor_label}"

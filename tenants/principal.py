@@ -1,4 +1,5 @@
-"""What the proxy knows about the caller after authentication: a cacheable snapshot."""
+"""What the proxy knows about the caller after authentication: a cacheable snapshot of the key,
+its tenant, the plan's caps and the tenant's budgets and rate limits."""
 
 from __future__ import annotations
 
@@ -6,7 +7,32 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from .models import ApiKey
+from .models import ApiKey, Budget, RateLimit
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    scope: str
+    subject: str
+    period: str
+    limit_usd: Decimal
+    hard: bool
+    raised_limit_usd: Decimal | None = None
+    raised_until: datetime | None = None
+
+    def limit_at(self, at: datetime) -> Decimal:
+        if self.raised_limit_usd is not None and self.raised_until and self.raised_until > at:
+            return self.raised_limit_usd
+        return self.limit_usd
+
+
+@dataclass(frozen=True)
+class LimitSpec:
+    scope: str
+    subject: str
+    rpm_limit: int | None
+    tpm_limit: int | None
+    max_concurrency: int | None
 
 
 @dataclass(frozen=True)
@@ -16,6 +42,7 @@ class Principal:
     tenant_id: int
     tenant_name: str
     tenant_active: bool
+    tenant_timezone: str
     plan_id: int
     expires_at: datetime | None
     revoked: bool
@@ -23,18 +50,32 @@ class Principal:
     rpm_limit: int | None
     tpm_limit: int | None
     max_concurrency: int | None
+    loop_max_repeats: int = 0
+    loop_window_seconds: int = 60
     allowed_models: tuple[str, ...] = field(default_factory=tuple)
     allow_unpriced_models: bool = True
+    budgets: tuple[BudgetSpec, ...] = field(default_factory=tuple)
+    rate_limits: tuple[LimitSpec, ...] = field(default_factory=tuple)
 
     @classmethod
     def from_key(cls, key: ApiKey) -> Principal:
         tenant = key.tenant
+        plan = tenant.plan
+        budgets = tuple(
+            BudgetSpec(b.scope, b.subject, b.period, b.limit_usd, b.hard, b.raised_limit_usd, b.raised_until)
+            for b in Budget.objects.filter(tenant=tenant)
+        )
+        rate_limits = tuple(
+            LimitSpec(r.scope, r.subject, r.rpm_limit, r.tpm_limit, r.max_concurrency)
+            for r in RateLimit.objects.filter(tenant=tenant)
+        )
         return cls(
             key_id=key.pk,
             key_hash=key.key_hash,
             tenant_id=tenant.pk,
             tenant_name=tenant.name,
             tenant_active=tenant.is_active,
+            tenant_timezone=tenant.timezone,
             plan_id=tenant.plan_id,
             expires_at=key.expires_at,
             revoked=key.revoked_at is not None,
@@ -42,8 +83,12 @@ class Principal:
             rpm_limit=tenant.effective_cap("rpm_limit"),
             tpm_limit=tenant.effective_cap("tpm_limit"),
             max_concurrency=tenant.effective_cap("max_concurrency"),
-            allowed_models=tuple(tenant.plan.allowed_models or ()),
-            allow_unpriced_models=tenant.plan.allow_unpriced_models,
+            loop_max_repeats=plan.loop_max_repeats,
+            loop_window_seconds=plan.loop_window_seconds,
+            allowed_models=tuple(plan.allowed_models or ()),
+            allow_unpriced_models=plan.allow_unpriced_models,
+            budgets=budgets,
+            rate_limits=rate_limits,
         )
 
     def may_call(self, model: str) -> bool:

@@ -75,7 +75,7 @@ def test_it_streams_and_records_usage_the_client_never_asked_for(openai_client, 
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     row = ledger_row(raw.headers["x-request-id"])
 
-    assert text.startswith("the gateway relays")
+    assert text.startswith("the gateway sends")
     assert all(c.choices for c in chunks), "the usage-only chunk must not reach a client that did not ask"
     assert mock_upstream.state.requests[-1]["body"]["stream_options"] == {"include_usage": True}
     assert row.usage_source == "provider"

@@ -1,0 +1,252 @@
+"""Spend budgets: which apply to a request, admission by reservation, and the counters behind them.
+
+Counters live in the database next to the ledger. A reservation and the check against every
+budget in scope happen in one transaction that locks the counters (in id order, so two requests
+cannot deadlock); settlement happens in the ledger row's own transaction (`metering.services`).
+So spend is exact across any number of processes, and nothing is lost when Redis restarts:
+Redis never holds a budget.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from tenants.models import EVERY_SUBJECT, Budget, Scope
+from tenants.principal import BudgetSpec, Principal
+
+from .models import BudgetCounter, BudgetReservation, UsageEvent
+
+ZERO = Decimal("0")
+
+
+@dataclass(frozen=True)
+class BudgetRule:
+    """A budget in force for one request: the scope's subject resolved (`*` → this end user)."""
+
+    scope: str
+    subject: str
+    period: str
+    limit_usd: Decimal
+    hard: bool
+
+    @property
+    def error_code(self) -> str:
+        return f"{self.scope}_budget_exceeded"
+
+    def describe(self) -> str:
+        who = {
+            "tenant": "this account",
+            "end_user": f"end user '{self.subject}'",
+            "feature": f"feature '{self.subject}'",
+            "key": "this API key",
+        }[self.scope]
+        return f"the {'daily' if self.period == 'day' else 'monthly'} budget of {who} (${self.limit_usd})"
+
+
+class BudgetExceeded(Exception):
+    def __init__(self, rule: BudgetRule, remaining: Decimal) -> None:
+        super().__init__(rule.describe())
+        self.rule = rule
+        self.remaining = remaining
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a reservation returned: the smallest remaining amount across hard budgets, after it."""
+
+    remaining_usd: Decimal | None
+    reserved: bool
+
+
+def period_bounds(period: str, at: datetime, tz_name: str) -> tuple[str, datetime, datetime]:
+    """(key, start, end) of the day or month containing `at` in the tenant's time zone, in UTC."""
+    tz = zoneinfo.ZoneInfo(tz_name or "UTC")
+    local = at.astimezone(tz)
+    if period == Budget.Period.DAY:
+        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = (start + timedelta(days=1)).replace(hour=0)
+        key = start.strftime("%Y-%m-%d")
+    else:
+        start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+        key = start.strftime("%Y-%m")
+    # Re-localise so a DST change inside the period gives the right UTC offset at each end.
+    start = start.replace(tzinfo=None).replace(tzinfo=tz)
+    end = end.replace(tzinfo=None).replace(tzinfo=tz)
+    return key, start.astimezone(zoneinfo.ZoneInfo("UTC")), end.astimezone(zoneinfo.ZoneInfo("UTC"))
+
+
+def _pick(specs: list[BudgetSpec], scope: str, subject: str) -> list[BudgetSpec]:
+    """Specs for `subject` in `scope`, falling back to the `*` default per period."""
+    own = [s for s in specs if s.scope == scope and s.subject == subject]
+    periods = {s.period for s in own}
+    defaults = [s for s in specs if s.scope == scope and s.subject == EVERY_SUBJECT and s.period not in periods]
+    return own + defaults
+
+
+def rules_for(principal: Principal, *, end_user: str, feature: str, at: datetime) -> list[BudgetRule]:
+    specs = list(principal.budgets)
+    rules: list[BudgetRule] = []
+    tenant_specs = [s for s in specs if s.scope == Scope.TENANT]
+    for spec in tenant_specs:
+        rules.append(BudgetRule(Scope.TENANT, "", spec.period, spec.limit_at(at), spec.hard))
+    if principal.monthly_budget_usd is not None and not any(s.period == "month" for s in tenant_specs):
+        rules.append(BudgetRule(Scope.TENANT, "", "month", principal.monthly_budget_usd, True))
+    for scope, subject in ((Scope.END_USER, end_user), (Scope.FEATURE, feature), (Scope.KEY, str(principal.key_id))):
+        if not subject:
+            continue
+        for spec in _pick(specs, scope, subject):
+            rules.append(BudgetRule(scope, subject, spec.period, spec.limit_at(at), spec.hard))
+    return rules
+
+
+def _ledger_filter(scope: str, subject: str) -> Q:
+    if scope == Scope.END_USER:
+        return Q(end_user=subject)
+    if scope == Scope.FEATURE:
+        return Q(feature=subject)
+    if scope == Scope.KEY:
+        return Q(api_key_id=int(subject))
+    return Q()
+
+
+def ledger_spend(tenant_id: int, scope: str, subject: str, start: datetime, end: datetime) -> Decimal:
+    """The ledger's spend for one scope and window: what every counter must equal."""
+    events = UsageEvent.objects.filter(
+        _ledger_filter(scope, subject), tenant_id=tenant_id, created_at__gte=start, created_at__lt=end
+    )
+    return events.aggregate(total=Coalesce(Sum("cost_usd"), ZERO))["total"]
+
+
+def _counter_for(tenant_id: int, rule: BudgetRule, tz_name: str, at: datetime) -> BudgetCounter:
+    """The counter for a rule's current period, created from the ledger when it is new."""
+    key, start, end = period_bounds(rule.period, at, tz_name)
+    lookup = {
+        "tenant_id": tenant_id,
+        "scope": rule.scope,
+        "subject": rule.subject,
+        "period": rule.period,
+        "period_key": key,
+    }
+    counter = BudgetCounter.objects.filter(**lookup).first()
+    if counter is None:
+        spent = ledger_spend(tenant_id, rule.scope, rule.subject, start, end)
+        BudgetCounter.objects.bulk_create(
+            [BudgetCounter(**lookup, period_start=start, period_end=end, spent_usd=spent)], ignore_conflicts=True
+        )
+        counter = BudgetCounter.objects.get(**lookup)
+    return counter
+
+
+def budget_reserve(
+    *, principal: Principal, request_id: str, rules: list[BudgetRule], amount: Decimal, at: datetime | None = None
+) -> Admission:
+    """Reserve `amount` against every budget in `rules` at once, or raise BudgetExceeded naming the
+    first hard budget it does not fit. Soft budgets are reserved against but never block."""
+    if not rules:
+        return Admission(remaining_usd=None, reserved=False)
+    at = at or timezone.now()
+    expires = at + timedelta(seconds=settings.SPENDPLANE_RESERVATION_SECONDS)
+    with transaction.atomic():
+        counters = [_counter_for(principal.tenant_id, rule, principal.tenant_timezone, at) for rule in rules]
+        ids = sorted({c.pk for c in counters})
+        locked = {c.pk: c for c in BudgetCounter.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+        held = dict(
+            BudgetReservation.objects.filter(counter_id__in=ids, expires_at__gt=at)
+            .values("counter_id")
+            .annotate(total=Sum("amount_usd"))
+            .values_list("counter_id", "total")
+        )
+        remaining: Decimal | None = None
+        for rule, counter in zip(rules, counters, strict=True):
+            current = locked[counter.pk]
+            available = rule.limit_usd - current.spent_usd - held.get(counter.pk, ZERO)
+            if rule.hard:
+                if amount > available:
+                    raise BudgetExceeded(rule, max(available, ZERO))
+                left = available - amount
+                remaining = left if remaining is None else min(remaining, left)
+        BudgetReservation.objects.bulk_create(
+            [
+                BudgetReservation(request_id=request_id, counter_id=pk, amount_usd=amount, expires_at=expires)
+                for pk in ids
+            ],
+            ignore_conflicts=True,
+        )
+    return Admission(remaining_usd=remaining, reserved=True)
+
+
+def budget_settle(*, request_id: str, cost: Decimal | None) -> None:
+    """Turn a request's reservations into its actual cost. Call inside the ledger row's transaction."""
+    counter_ids = list(BudgetReservation.objects.filter(request_id=request_id).values_list("counter_id", flat=True))
+    if not counter_ids:
+        return
+    BudgetReservation.objects.filter(request_id=request_id).delete()
+    if cost:
+        from django.db.models import F
+
+        BudgetCounter.objects.filter(pk__in=counter_ids).update(spent_usd=F("spent_usd") + cost)
+
+
+def budget_sweep(*, older_than: timedelta = timedelta(hours=1)) -> int:
+    """Delete reservations that expired long ago (they already stopped counting); returns how many."""
+    deleted, _ = BudgetReservation.objects.filter(expires_at__lt=timezone.now() - older_than).delete()
+    return deleted
+
+
+def budget_reset_period(*, tenant_id: int, scope: str, subject: str, period: str, tz_name: str) -> BudgetCounter:
+    """Forgive the spend so far in the current period (support's 'reset a period')."""
+    now = timezone.now()
+    rule = BudgetRule(scope, subject, period, ZERO, True)
+    with transaction.atomic():
+        counter = _counter_for(tenant_id, rule, tz_name, now)
+        BudgetCounter.objects.filter(pk=counter.pk).update(spent_usd=ZERO, reset_at=now)
+        counter.refresh_from_db()
+    return counter
+
+
+def budget_status(principal: Principal, *, at: datetime | None = None) -> list[dict]:
+    """Spent, reserved and remaining for each tenant-level budget in its current period."""
+    at = at or timezone.now()
+    rows = []
+    rules = rules_for(principal, end_user="", feature="", at=at)
+    specs = [s for s in principal.budgets if s.scope != Scope.TENANT and s.subject != EVERY_SUBJECT]
+    rules += [BudgetRule(s.scope, s.subject, s.period, s.limit_at(at), s.hard) for s in specs]
+    for rule in rules:
+        key, start, end = period_bounds(rule.period, at, principal.tenant_timezone)
+        counter = BudgetCounter.objects.filter(
+            tenant_id=principal.tenant_id, scope=rule.scope, subject=rule.subject, period=rule.period, period_key=key
+        ).first()
+        spent = (
+            counter.spent_usd if counter else ledger_spend(principal.tenant_id, rule.scope, rule.subject, start, end)
+        )
+        reserved = ZERO
+        if counter:
+            reserved = counter.reservations.filter(expires_at__gt=at).aggregate(t=Coalesce(Sum("amount_usd"), ZERO))[
+                "t"
+            ]
+        rows.append(
+            {
+                "scope": rule.scope,
+                "subject": rule.subject,
+                "period": rule.period,
+                "period_key": key,
+                "period_start": start,
+                "period_end": end,
+                "hard": rule.hard,
+                "limit_usd": rule.limit_usd,
+                "spent_usd": spent,
+                "reserved_usd": reserved,
+                "remaining_usd": rule.limit_usd - spent - reserved,
+            }
+        )
+    return rows

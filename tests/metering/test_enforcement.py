@@ -1,0 +1,231 @@
+"""Budgets and rate limits through a live gateway (one process; the multi-process proofs are in
+tests/e2e/test_enforcement_processes.py)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import openai
+import pytest
+import requests
+from django.utils import timezone
+
+from metering import budgets, limits
+from metering.models import BudgetCounter, BudgetReservation, UsageEvent
+from tenants.models import Budget, RateLimit
+from tests.conftest import ledger_row
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+def chat(client, user=None, feature=None, content="hi", max_tokens=8, **kw):
+    headers = {}
+    if user:
+        headers["X-Spendplane-User"] = user
+    if feature:
+        headers["X-Spendplane-Feature"] = feature
+    return client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": content}],
+        max_tokens=max_tokens,
+        extra_headers=headers,
+        **kw,
+    )
+
+
+def one_request_cost(client) -> Decimal:
+    raw = chat(client, user="probe")
+    return ledger_row(raw.headers["x-request-id"]).cost_usd
+
+
+def test_an_end_users_budget_blocks_that_user_and_no_other(openai_client, alice):
+    cost = one_request_cost(openai_client)
+    Budget.objects.create(tenant=alice.tenant, scope="end_user", subject="*", period="day", limit_usd=cost * 2)
+    chat(openai_client, user="heavy")
+    chat(openai_client, user="heavy")
+    with pytest.raises(openai.APIStatusError) as caught:
+        chat(openai_client, user="heavy")
+    assert caught.value.status_code == 402
+    assert caught.value.body["type"] == "budget_exceeded"
+    assert caught.value.body["code"] == "end_user_budget_exceeded"
+    assert "heavy" in caught.value.body["message"]
+    chat(openai_client, user="light")  # another user is not affected
+    spent = UsageEvent.objects.filter(end_user="heavy", status_code=200).count()
+    assert spent == 2
+
+
+def test_the_tenant_budget_blocks_with_a_402_naming_the_tenant_scope(openai_client, alice):
+    cost = one_request_cost(openai_client)
+    alice.tenant.monthly_budget_usd = cost * 3
+    alice.tenant.save()
+    raw = chat(openai_client)
+    assert Decimal(raw.headers["x-spendplane-budget-remaining"]) == cost
+    chat(openai_client)
+    with pytest.raises(openai.APIStatusError) as caught:
+        chat(openai_client)
+    assert (caught.value.status_code, caught.value.body["code"]) == (402, "tenant_budget_exceeded")
+    counter = BudgetCounter.objects.get(tenant=alice.tenant, scope="tenant")
+    assert (
+        counter.spent_usd
+        == cost * 3
+        == budgets.ledger_spend(alice.tenant.pk, "tenant", "", counter.period_start, counter.period_end)
+    )
+
+
+def test_feature_and_key_budgets_apply_to_their_own_scope(openai_client, alice):
+    cost = one_request_cost(openai_client)
+    Budget.objects.create(tenant=alice.tenant, scope="feature", subject="search", period="month", limit_usd=cost)
+    chat(openai_client, feature="search")
+    with pytest.raises(openai.APIStatusError) as caught:
+        chat(openai_client, feature="search")
+    assert caught.value.body["code"] == "feature_budget_exceeded"
+    chat(openai_client, feature="chat")
+    Budget.objects.create(tenant=alice.tenant, scope="key", subject=str(alice.key.pk), period="day", limit_usd=cost)
+    with pytest.raises(openai.APIStatusError) as caught:
+        chat(openai_client, feature="chat")
+    assert caught.value.body["code"] == "key_budget_exceeded"
+
+
+def test_a_soft_budget_never_blocks(openai_client, alice):
+    Budget.objects.create(tenant=alice.tenant, scope="tenant", period="day", limit_usd=Decimal("0.000001"), hard=False)
+    for _ in range(3):
+        chat(openai_client)
+    assert UsageEvent.objects.filter(status_code=200).count() == 3
+
+
+def test_a_raised_cap_holds_until_its_date(openai_client, alice):
+    cost = one_request_cost(openai_client)
+    budget = Budget.objects.create(tenant=alice.tenant, scope="tenant", period="day", limit_usd=cost)
+    with pytest.raises(openai.APIStatusError):
+        chat(openai_client)
+    budget.raised_limit_usd = cost * 10
+    budget.raised_until = timezone.now() + timedelta(hours=1)
+    budget.save()
+    chat(openai_client)
+    budget.raised_until = timezone.now() - timedelta(seconds=1)
+    budget.save()
+    with pytest.raises(openai.APIStatusError):
+        chat(openai_client)
+
+
+def test_an_upstream_5xx_releases_the_reservation_and_charges_nothing(openai_client, alice):
+    with pytest.raises(openai.InternalServerError):
+        chat(openai_client, content="MOCK_FAULT=500")
+    counter = BudgetCounter.objects.get(tenant=alice.tenant, scope="tenant")
+    assert counter.spent_usd == 0
+    assert not BudgetReservation.objects.exists()
+
+
+def test_the_reservation_is_held_while_the_request_is_in_flight(live_server, alice):
+    url = live_server.url + "/v1/chat/completions"
+    body = {"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "MOCK_LATENCY_MS=800"}]}
+    thread = threading.Thread(
+        target=requests.post,
+        args=(url,),
+        kwargs={"json": body, "headers": {"Authorization": f"Bearer {alice.raw_key}"}},
+    )
+    thread.start()
+    deadline = timezone.now() + timedelta(seconds=3)
+    while not BudgetReservation.objects.exists() and timezone.now() < deadline:
+        pass
+    held = BudgetReservation.objects.get()
+    assert held.amount_usd > 0
+    thread.join()
+    assert not BudgetReservation.objects.exists()
+    assert BudgetCounter.objects.get().spent_usd == UsageEvent.objects.get().cost_usd <= held.amount_usd
+
+
+def test_requests_per_minute_are_limited_with_retry_after(openai_client, alice):
+    RateLimit.objects.create(tenant=alice.tenant, scope="end_user", subject="*", rpm_limit=2)
+    first = chat(openai_client, user="u1")
+    assert first.headers["x-ratelimit-limit-requests"] == "2"
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    chat(openai_client, user="u1")
+    with pytest.raises(openai.RateLimitError) as caught:
+        chat(openai_client, user="u1")
+    assert caught.value.code == "rate_limit_exceeded"
+    assert int(caught.value.response.headers["retry-after"]) >= 1
+    chat(openai_client, user="u2")
+
+
+def test_tokens_per_minute_are_limited(openai_client, alice):
+    alice.tenant.tpm_limit = 60
+    alice.tenant.save()
+    chat(openai_client, max_tokens=20)  # ~28 tokens counted
+    chat(openai_client, max_tokens=20)
+    with pytest.raises(openai.RateLimitError) as caught:
+        chat(openai_client, max_tokens=20)
+    assert "tokens" in caught.value.message
+
+
+def test_in_flight_requests_are_limited(live_server, alice, openai_client):
+    alice.tenant.max_concurrency = 1
+    alice.tenant.save()
+    url = live_server.url + "/v1/chat/completions"
+    body = {"model": "gpt-4o-mini", "max_tokens": 4, "messages": [{"role": "user", "content": "MOCK_LATENCY_MS=700"}]}
+    thread = threading.Thread(
+        target=requests.post,
+        args=(url,),
+        kwargs={"json": body, "headers": {"Authorization": f"Bearer {alice.raw_key}"}},
+    )
+    thread.start()
+    deadline = timezone.now() + timedelta(seconds=3)
+    while not BudgetReservation.objects.exists() and timezone.now() < deadline:
+        pass
+    with pytest.raises(openai.RateLimitError) as caught:
+        chat(openai_client)
+    assert "concurrency" in caught.value.message
+    thread.join()
+    chat(openai_client)  # the slot was released
+
+
+def test_the_same_request_in_a_loop_is_throttled(openai_client, alice):
+    plan = alice.tenant.plan
+    plan.loop_max_repeats = 3
+    plan.save()
+    for _ in range(3):
+        chat(openai_client, user="agent", content="same question")
+    with pytest.raises(openai.RateLimitError) as caught:
+        chat(openai_client, user="agent", content="same question")
+    assert caught.value.code == "loop_detected"
+    chat(openai_client, user="agent", content="a different question")
+
+
+def test_an_unreachable_limit_store_fails_closed_by_default(openai_client, alice, settings):
+    alice.tenant.tpm_limit = 10_000
+    alice.tenant.save()
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    limits.reset_counters()
+    try:
+        with pytest.raises(openai.APIStatusError) as caught:
+            chat(openai_client)
+        assert (caught.value.status_code, caught.value.body["code"]) == (503, "limits_unavailable")
+        settings.SPENDPLANE_REDIS_FAILURE = "open"
+        chat(openai_client)
+    finally:
+        limits.reset_counters()
+    assert not BudgetReservation.objects.exists()
+
+
+def test_daily_periods_follow_the_tenant_time_zone():
+    at = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)  # still the 26th in New York
+    key, start, end = budgets.period_bounds("day", at, "America/New_York")
+    assert key == "2026-11-26"
+    assert (start, end) == (datetime(2026, 11, 26, 5, 0, tzinfo=UTC), datetime(2026, 11, 27, 5, 0, tzinfo=UTC))
+    key, start, end = budgets.period_bounds("month", at, "UTC")
+    assert (key, start, end) == ("2026-11", datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
+    key, start, end = budgets.period_bounds("month", datetime(2026, 3, 15, tzinfo=UTC), "Europe/Paris")
+    assert (start, end) == (datetime(2026, 2, 28, 23, 0, tzinfo=UTC), datetime(2026, 3, 31, 22, 0, tzinfo=UTC))
+
+
+def test_a_budget_created_mid_period_counts_the_spend_already_in_the_ledger(openai_client, alice):
+    cost = one_request_cost(openai_client)
+    chat(openai_client)
+    Budget.objects.create(tenant=alice.tenant, scope="tenant", period="day", limit_usd=cost * 3)
+    chat(openai_client)
+    with pytest.raises(openai.APIStatusError):
+        chat(openai_client)
