@@ -125,7 +125,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every request without it
 # Serve app static files straight from their packages: no collectstatic step for the demo.
 WHITENOISE_USE_FINDERS = True
 LOGIN_URL = "/admin/login/"

@@ -18,7 +18,7 @@ class Plan(models.Model):
     name = models.CharField(max_length=100, unique=True)
     monthly_price_usd = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0"))
     monthly_budget_usd = models.DecimalField(
-        max_digits=14, decimal_places=6, null=True, blank=True, help_text="Empty: no monthly AI spend cap."
+        max_digits=18, decimal_places=9, null=True, blank=True, help_text="Empty: no monthly AI spend cap."
     )
     rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute; empty: none.")
     tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute; empty: none.")
@@ -57,7 +57,7 @@ class Tenant(models.Model):
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="tenants")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
     # Cap overrides: empty means "the plan's value".
-    monthly_budget_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    monthly_budget_usd = models.DecimalField(max_digits=18, decimal_places=9, null=True, blank=True)
     rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     tpm_limit = models.PositiveIntegerField(null=True, blank=True)
     max_concurrency = models.PositiveIntegerField(null=True, blank=True)
@@ -164,10 +164,10 @@ class Budget(models.Model):
         help_text="End user id, feature name or key id; empty for the tenant; * for every one without its own budget.",
     )
     period = models.CharField(max_length=10, choices=Period.choices, default=Period.MONTH)
-    limit_usd = models.DecimalField(max_digits=14, decimal_places=6)
+    limit_usd = models.DecimalField(max_digits=18, decimal_places=9)
     hard = models.BooleanField(default=True, help_text="Hard: block when spent. Soft: alert only.")
     raised_limit_usd = models.DecimalField(
-        max_digits=14, decimal_places=6, null=True, blank=True, help_text="A temporary limit in force until the date."
+        max_digits=18, decimal_places=9, null=True, blank=True, help_text="A temporary limit in force until the date."
     )
     raised_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -59,7 +59,7 @@ def test_patching_a_tenant_overrides_the_plan_caps(api, plan):
     response = api.patch(f"/api/v1/tenants/{tenant.pk}/", {"monthly_budget_usd": "7.50", "rpm_limit": 5}, format="json")
     assert response.status_code == 200
     caps = response.json()["effective_caps"]
-    assert caps["monthly_budget_usd"] == "7.500000" and caps["rpm_limit"] == 5
+    assert caps["monthly_budget_usd"] == "7.500000000" and caps["rpm_limit"] == 5
     assert caps["tpm_limit"] == plan.tpm_limit
 
 
