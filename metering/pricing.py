@@ -159,5 +159,12 @@ def rates_for(
     return _package_rates(model, provider_id, at, input_tokens)
 
 
+def usd_str(value: Decimal | None) -> str | None:
+    """Money for JSON: a plain decimal string with 9 places ("0.000000000", never "0E-9")."""
+    if value is None:
+        return None
+    return format(Decimal(value).quantize(COST_QUANTUM, rounding=ROUND_HALF_UP), "f")
+
+
 def genai_prices_version() -> str:
     return genai_prices.__version__

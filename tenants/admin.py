@@ -3,7 +3,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from . import services
-from .models import ApiKey, Plan, Tenant
+from .models import ApiKey, Budget, CapChange, Plan, RateLimit, Tenant
 
 
 @admin.register(Plan)
@@ -24,13 +24,43 @@ class ApiKeyInline(admin.TabularInline):
         return False
 
 
+class BudgetInline(admin.TabularInline):
+    model = Budget
+    extra = 0
+    fields = ["scope", "subject", "period", "limit_usd", "hard", "raised_limit_usd", "raised_until"]
+    verbose_name_plural = "Budgets (end user / feature subject * = every one; key subject = key id)"
+
+
+class RateLimitInline(admin.TabularInline):
+    model = RateLimit
+    extra = 0
+    fields = ["scope", "subject", "rpm_limit", "tpm_limit", "max_concurrency"]
+
+
+class CapChangeInline(admin.TabularInline):
+    model = CapChange
+    extra = 0
+    fields = ["created_at", "actor_label", "what", "before", "after", "reason"]
+    readonly_fields = fields
+    can_delete = False
+    ordering = ["-created_at"]
+    verbose_name_plural = "Cap history"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ["name", "external_id", "plan", "status", "usage_link", "created_at"]
+    list_display = ["name", "external_id", "plan", "status", "effective_budget", "usage_link", "created_at"]
     list_filter = ["status", "plan"]
     search_fields = ["name", "external_id"]
     list_select_related = ["plan"]
-    inlines = [ApiKeyInline]
+    inlines = [BudgetInline, RateLimitInline, ApiKeyInline, CapChangeInline]
+    actions = ["suspend", "resume", "reset_month", "rotate_keys"]
     fieldsets = [
         (None, {"fields": ["name", "external_id", "plan", "status", "timezone"]}),
         (
@@ -39,6 +69,57 @@ class TenantAdmin(admin.ModelAdmin):
         ),
         ("Revenue", {"fields": ["monthly_price_override_usd"]}),
     ]
+
+    @admin.display(description="Monthly budget")
+    def effective_budget(self, tenant: Tenant):
+        value = tenant.effective_cap("monthly_budget_usd")
+        return "none" if value is None else f"${value:.2f}"
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            return super().save_model(request, obj, form, change)
+        fields = {name: form.cleaned_data[name] for name in form.changed_data if name in form.cleaned_data}
+        services.tenant_update(tenant=Tenant.objects.get(pk=obj.pk), actor=request.user, **fields)
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model not in (Budget, RateLimit):
+            return super().save_formset(request, form, formset, change)
+        for instance in formset.save(commit=False):
+            if isinstance(instance, Budget):
+                services.budget_save(budget=instance, actor=request.user)
+            else:
+                services.rate_limit_save(limit=instance, actor=request.user)
+        for instance in formset.deleted_objects:
+            if isinstance(instance, Budget):
+                services.budget_delete(budget=instance, actor=request.user)
+            else:
+                instance.delete()
+        return None
+
+    @admin.action(description="Suspend selected tenants", permissions=["change"])
+    def suspend(self, request, queryset):
+        for tenant in queryset:
+            services.tenant_suspend(tenant=tenant, actor=request.user, reason="admin action")
+        self.message_user(request, f"Suspended {queryset.count()} tenant(s).")
+
+    @admin.action(description="Resume selected tenants", permissions=["change"])
+    def resume(self, request, queryset):
+        for tenant in queryset:
+            services.tenant_resume(tenant=tenant, actor=request.user, reason="admin action")
+        self.message_user(request, f"Resumed {queryset.count()} tenant(s).")
+
+    @admin.action(description="Reset this month's tenant spend (forgive it)", permissions=["change"])
+    def reset_month(self, request, queryset):
+        for tenant in queryset:
+            services.budget_period_reset(tenant=tenant, actor=request.user, reason="admin action")
+        self.message_user(request, f"Reset the month for {queryset.count()} tenant(s).")
+
+    @admin.action(description="Rotate the API keys of selected tenants", permissions=["change"])
+    def rotate_keys(self, request, queryset):
+        for tenant in queryset:
+            for key in tenant.api_keys.filter(revoked_at__isnull=True):
+                new_key, raw = services.api_key_rotate(key=key)
+                messages.warning(request, f"{tenant} key '{new_key.name}': {raw} (copy it now; it is not shown again)")
 
     @admin.display(description="Ledger")
     def usage_link(self, tenant: Tenant):
@@ -68,3 +149,22 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for key in queryset:
             services.api_key_revoke(key=key)
         self.message_user(request, f"Revoked {queryset.count()} key(s).")
+
+
+@admin.register(CapChange)
+class CapChangeAdmin(admin.ModelAdmin):
+    """Read-only: the record of who changed which cap."""
+
+    list_display = ["created_at", "tenant", "actor_label", "what", "before", "after", "reason"]
+    list_filter = ["tenant", "actor_label"]
+    search_fields = ["what", "reason", "tenant__name"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import django_filters
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from metering.budgets import budget_status
+from metering.pricing import usd_str
 from metering.usage import tenant_usage_summary
 
 from . import services
 from .access import access_api_key, access_tenant
-from .models import ApiKey, Plan, Tenant
+from .models import EVERY_SUBJECT, ApiKey, Budget, CapChange, Plan, RateLimit, Scope, Tenant
+from .principal import Principal
 
 
 class PlanSerializer(serializers.ModelSerializer):
@@ -106,6 +111,62 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
         fields = [*ApiKeySerializer.Meta.fields, "key"]
 
 
+class BudgetSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Budget
+        fields = [
+            "id",
+            "tenant",
+            "scope",
+            "subject",
+            "period",
+            "limit_usd",
+            "hard",
+            "raised_limit_usd",
+            "raised_until",
+            "created_at",
+            "updated_at",
+        ]
+
+    def validate(self, attrs):
+        scope = attrs.get("scope", getattr(self.instance, "scope", None))
+        subject = attrs.get("subject", getattr(self.instance, "subject", ""))
+        if scope == Scope.TENANT and subject:
+            raise serializers.ValidationError({"subject": "Must be empty for a tenant budget."})
+        if scope != Scope.TENANT and not subject:
+            raise serializers.ValidationError({"subject": f"Required for a {scope} budget (use * for every one)."})
+        if scope == Scope.KEY and subject != EVERY_SUBJECT:
+            tenant = attrs.get("tenant", getattr(self.instance, "tenant", None))
+            if not subject.isdigit() or not ApiKey.objects.filter(pk=int(subject), tenant=tenant).exists():
+                raise serializers.ValidationError({"subject": "Must be the id of one of this tenant's keys."})
+        for field in ("limit_usd", "raised_limit_usd"):
+            if attrs.get(field) is not None and attrs[field] < 0:
+                raise serializers.ValidationError({field: "Must not be negative."})
+        return attrs
+
+
+class RateLimitSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RateLimit
+        fields = ["id", "tenant", "scope", "subject", "rpm_limit", "tpm_limit", "max_concurrency", "created_at"]
+
+
+class CapChangeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CapChange
+        fields = ["id", "tenant", "actor_label", "what", "before", "after", "reason", "created_at"]
+
+
+def _money_as_strings(value):
+    if isinstance(value, Decimal):
+        return usd_str(value)
+    if isinstance(value, dict):
+        return {k: _money_as_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_money_as_strings(v) for v in value]
+    return value
+
+
 class TenantFilter(django_filters.FilterSet):
     name = django_filters.CharFilter(lookup_expr="icontains")
 
@@ -142,6 +203,84 @@ class TenantViewSet(
 
     def perform_create(self, serializer):
         serializer.instance = services.tenant_create(**serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.tenant_update(
+            tenant=serializer.instance, actor=self.request.user, **serializer.validated_data
+        )
+
+    @extend_schema(request=None, responses={200: TenantSerializer})
+    @action(detail=True, methods=["post"])
+    def suspend(self, request, pk=None):
+        """Suspend the tenant: every key answers 403 from the next request on."""
+        tenant = services.tenant_suspend(
+            tenant=self.get_object(), actor=request.user, reason=request.data.get("reason", "")
+        )
+        return Response(TenantSerializer(tenant).data)
+
+    @extend_schema(request=None, responses={200: TenantSerializer})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        tenant = services.tenant_resume(
+            tenant=self.get_object(), actor=request.user, reason=request.data.get("reason", "")
+        )
+        return Response(TenantSerializer(tenant).data)
+
+    @extend_schema(
+        request=inline_serializer(
+            "ResetPeriod",
+            {
+                "scope": serializers.ChoiceField(Scope.choices, default="tenant"),
+                "subject": serializers.CharField(default="", allow_blank=True),
+                "period": serializers.ChoiceField(Budget.Period.choices, default="month"),
+                "reason": serializers.CharField(default="", allow_blank=True),
+            },
+        )
+    )
+    @action(detail=True, methods=["post"], url_path="reset-period")
+    def reset_period(self, request, pk=None):
+        """Forgive the spend so far in the current period of one budget scope."""
+        tenant = self.get_object()
+        data = request.data
+        scope, period = data.get("scope", "tenant"), data.get("period", "month")
+        if scope not in Scope.values or period not in Budget.Period.values:
+            raise serializers.ValidationError({"scope": "Unknown scope or period."})
+        counter = services.budget_period_reset(
+            tenant=tenant,
+            scope=scope,
+            subject=data.get("subject", ""),
+            period=period,
+            actor=request.user,
+            reason=data.get("reason", ""),
+        )
+        return Response({"period_key": counter.period_key, "spent_usd": usd_str(counter.spent_usd)})
+
+    @extend_schema(
+        request=inline_serializer(
+            "RaiseCap",
+            {
+                "limit_usd": serializers.DecimalField(max_digits=18, decimal_places=9),
+                "until": serializers.DateTimeField(),
+                "period": serializers.ChoiceField(Budget.Period.choices, default="month"),
+                "reason": serializers.CharField(default="", allow_blank=True),
+            },
+        ),
+        responses={200: BudgetSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="raise-cap")
+    def raise_cap(self, request, pk=None):
+        """Raise the tenant's budget until a date; it falls back by itself afterwards."""
+        tenant = self.get_object()
+        fields = {
+            "limit_usd": serializers.DecimalField(max_digits=18, decimal_places=9, min_value=0),
+            "until": serializers.DateTimeField(),
+            "period": serializers.ChoiceField(Budget.Period.choices, default="month"),
+            "reason": serializers.CharField(default="", allow_blank=True),
+        }
+        serializer = type("RaiseCapInput", (serializers.Serializer,), fields)(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        budget = services.budget_raise_until(tenant=tenant, actor=request.user, **serializer.validated_data)
+        return Response(BudgetSerializer(budget).data)
 
     @extend_schema(request=ApiKeySerializer, responses={200: ApiKeySerializer(many=True), 201: ApiKeyCreatedSerializer})
     @action(detail=True, methods=["get", "post"], serializer_class=ApiKeySerializer)
@@ -184,11 +323,60 @@ class TenantViewSet(
     )
     @action(detail=True, methods=["get"])
     def usage(self, request, pk=None):
-        """The tenant's spend for the current month (UTC)."""
-        summary = tenant_usage_summary(self.get_object())
-        for field in ("cost_usd", "monthly_budget_usd", "remaining_usd"):
-            if summary[field] is not None:
-                summary[field] = str(summary[field])
-        for row in summary["by_model"]:
-            row["cost_usd"] = str(row["cost_usd"])
-        return Response(summary)
+        """The tenant's spend this month (UTC), and spent, reserved and remaining for each budget."""
+        tenant = self.get_object()
+        summary = tenant_usage_summary(tenant)
+        summary["budgets"] = budget_status(Principal.for_tenant(tenant))
+        return Response(_money_as_strings(summary))
+
+
+class _ActorMixin:
+    def _actor(self):
+        return self.request.user
+
+
+class BudgetViewSet(_ActorMixin, viewsets.ModelViewSet):
+    """Spend caps per tenant, end user (`*`: every end user), feature or key, per day or month."""
+
+    queryset = Budget.objects.select_related("tenant")
+    serializer_class = BudgetSerializer
+    filterset_fields = ["tenant", "scope", "subject", "period", "hard"]
+
+    def perform_create(self, serializer):
+        serializer.instance = services.budget_save(budget=Budget(**serializer.validated_data), actor=self._actor())
+
+    def perform_update(self, serializer):
+        budget = serializer.instance
+        for name, value in serializer.validated_data.items():
+            setattr(budget, name, value)
+        serializer.instance = services.budget_save(budget=budget, actor=self._actor())
+
+    def perform_destroy(self, instance):
+        services.budget_delete(budget=instance, actor=self._actor())
+
+
+class RateLimitViewSet(_ActorMixin, viewsets.ModelViewSet):
+    """Requests/min, tokens/min and in-flight caps per key, end user or feature (`*`: every one)."""
+
+    queryset = RateLimit.objects.select_related("tenant")
+    serializer_class = RateLimitSerializer
+    filterset_fields = ["tenant", "scope", "subject"]
+
+    def perform_create(self, serializer):
+        serializer.instance = services.rate_limit_save(
+            limit=RateLimit(**serializer.validated_data), actor=self._actor()
+        )
+
+    def perform_update(self, serializer):
+        limit = serializer.instance
+        for name, value in serializer.validated_data.items():
+            setattr(limit, name, value)
+        serializer.instance = services.rate_limit_save(limit=limit, actor=self._actor())
+
+
+class CapChangeViewSet(viewsets.ReadOnlyModelViewSet):
+    """Every cap change: who, what, before, after, when."""
+
+    queryset = CapChange.objects.all()
+    serializer_class = CapChangeSerializer
+    filterset_fields = ["tenant", "actor_label"]

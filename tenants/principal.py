@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from .models import ApiKey, Budget, RateLimit
+from .models import ApiKey, Budget, RateLimit, Tenant
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,11 @@ class Principal:
 
     @classmethod
     def from_key(cls, key: ApiKey) -> Principal:
-        tenant = key.tenant
+        return cls.for_tenant(key.tenant, key=key)
+
+    @classmethod
+    def for_tenant(cls, tenant: Tenant, *, key: ApiKey | None = None) -> Principal:
+        """The snapshot for a key, or for the tenant alone (key_id 0) when reporting on it."""
         plan = tenant.plan
         budgets = tuple(
             BudgetSpec(b.scope, b.subject, b.period, b.limit_usd, b.hard, b.raised_limit_usd, b.raised_until)
@@ -70,15 +74,15 @@ class Principal:
             for r in RateLimit.objects.filter(tenant=tenant)
         )
         return cls(
-            key_id=key.pk,
-            key_hash=key.key_hash,
+            key_id=key.pk if key else 0,
+            key_hash=key.key_hash if key else "",
             tenant_id=tenant.pk,
             tenant_name=tenant.name,
             tenant_active=tenant.is_active,
             tenant_timezone=tenant.timezone,
             plan_id=tenant.plan_id,
-            expires_at=key.expires_at,
-            revoked=key.revoked_at is not None,
+            expires_at=key.expires_at if key else None,
+            revoked=key.revoked_at is not None if key else False,
             monthly_budget_usd=tenant.effective_cap("monthly_budget_usd"),
             rpm_limit=tenant.effective_cap("rpm_limit"),
             tpm_limit=tenant.effective_cap("tpm_limit"),

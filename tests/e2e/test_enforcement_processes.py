@@ -135,3 +135,20 @@ def test_a_killed_process_does_not_strand_its_reservation(start_gateway, alice):
 def _swallow(fn, *args):
     with contextlib.suppress(requests.RequestException):
         fn(*args)
+
+
+@needs_redis
+def test_a_cap_change_takes_effect_on_the_next_request_in_every_process(two_gateways, alice):
+    from rest_framework.test import APIClient
+
+    from tests.conftest import MASTER_KEY
+
+    urls = [g.url for g in two_gateways]
+    for url in urls:  # both processes have the tenant's snapshot cached
+        assert post(url, alice.raw_key, body("warm up")).status_code == 200
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {MASTER_KEY}")
+    assert api.post(f"/api/v1/tenants/{alice.tenant.pk}/suspend/").status_code == 200
+    assert [post(url, alice.raw_key, body("after")).status_code for url in urls] == [403, 403]
+    api.post(f"/api/v1/tenants/{alice.tenant.pk}/resume/")
+    assert [post(url, alice.raw_key, body("again")).status_code for url in urls] == [200, 200]
