@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import requests
@@ -118,7 +119,19 @@ def main() -> None:
     from tenants import services
     from tenants.models import Plan, Tenant
 
-    plan, _ = Plan.objects.get_or_create(name="bench")
+    # Every control on, none of them tripping: a budget reserved against, rpm/tpm/concurrency
+    # counted, the loop throttle fingerprinting each request.
+    plan, _ = Plan.objects.update_or_create(
+        name="bench",
+        defaults={
+            "monthly_budget_usd": Decimal("1000000"),
+            "rpm_limit": 10_000_000,
+            "tpm_limit": 1_000_000_000,
+            "max_concurrency": 10_000,
+            "loop_max_repeats": 1_000_000_000,
+            "loop_window_seconds": 60,
+        },
+    )
     tenant, _ = Tenant.objects.get_or_create(external_id="bench", defaults={"name": "Bench", "plan": plan})
     _, key = services.api_key_create(tenant=tenant, name="bench")
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -147,6 +147,15 @@ def _counter_for(tenant_id: int, rule: BudgetRule, tz_name: str, at: datetime) -
     return counter
 
 
+def _commit_without_waiting_for_disk() -> None:
+    """Reservations are short-lived and expire by themselves; losing the last few to a database
+    crash cannot lose spend (the ledger row, which waits for the flush, is what counts), so their
+    transaction skips the WAL flush wait (about 1 ms of every request on this machine)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+
+
 def budget_reserve(
     *, principal: Principal, request_id: str, rules: list[BudgetRule], amount: Decimal, at: datetime | None = None
 ) -> Admission:
@@ -157,6 +166,7 @@ def budget_reserve(
     at = at or timezone.now()
     expires = at + timedelta(seconds=settings.SPENDPLANE_RESERVATION_SECONDS)
     with transaction.atomic():
+        _commit_without_waiting_for_disk()
         counters = [_counter_for(principal.tenant_id, rule, principal.tenant_timezone, at) for rule in rules]
         ids = sorted({c.pk for c in counters})
         locked = {c.pk: c for c in BudgetCounter.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
@@ -250,3 +260,19 @@ def budget_status(principal: Principal, *, at: datetime | None = None) -> list[d
             }
         )
     return rows
+
+
+def budget_counter_drift(*, fix: bool = False) -> list[tuple[BudgetCounter, Decimal]]:
+    """Counters whose spend differs from the ledger (after any reset), with the ledger's figure.
+    With fix=True, each is set to the ledger's figure, under its row lock."""
+    drifted = []
+    for counter in BudgetCounter.objects.order_by("pk").iterator():
+        start = max(counter.period_start, counter.reset_at) if counter.reset_at else counter.period_start
+        with transaction.atomic():
+            locked = BudgetCounter.objects.select_for_update().get(pk=counter.pk)
+            expected = ledger_spend(locked.tenant_id, locked.scope, locked.subject, start, locked.period_end)
+            if locked.spent_usd != expected:
+                drifted.append((locked, expected))
+                if fix:
+                    BudgetCounter.objects.filter(pk=locked.pk).update(spent_usd=expected)
+    return drifted

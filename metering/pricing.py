@@ -6,13 +6,15 @@ the ledger can record it as unpriced rather than as free.
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
 import genai_prices
-from django.core.cache import cache
+from django.conf import settings
 from django.utils import timezone
 from genai_prices import data_snapshot
 from genai_prices.types import TieredPrices
@@ -21,7 +23,6 @@ from .models import PriceOverride
 
 MTOK = Decimal(1_000_000)
 COST_QUANTUM = Decimal("0.000000001")
-_OVERRIDES_CACHE_KEY = "price-overrides:v1"
 
 
 @dataclass(frozen=True)
@@ -106,10 +107,20 @@ def _package_rates(model: str, provider_id: str | None, at: datetime, input_toke
     )
 
 
+_overrides_lock = threading.Lock()
+_overrides_rows: list[tuple] | None = None
+_overrides_loaded_at = 0.0
+
+
 def _overrides() -> list[tuple]:
-    rows = cache.get(_OVERRIDES_CACHE_KEY)
-    if rows is None:
-        rows = list(
+    """The override table, held in process for SPENDPLANE_CACHE_SECONDS (dropped at once on change
+    in this process), so pricing never waits on the network."""
+    global _overrides_rows, _overrides_loaded_at
+    with _overrides_lock:
+        fresh = time.monotonic() - _overrides_loaded_at < settings.SPENDPLANE_CACHE_SECONDS
+        if _overrides_rows is not None and fresh:
+            return _overrides_rows
+        _overrides_rows = list(
             PriceOverride.objects.order_by("-effective_from").values_list(
                 "model",
                 "tenant_id",
@@ -120,12 +131,14 @@ def _overrides() -> list[tuple]:
                 "cache_write_usd_per_mtok",
             )
         )
-        cache.set(_OVERRIDES_CACHE_KEY, rows, 300)
-    return rows
+        _overrides_loaded_at = time.monotonic()
+        return _overrides_rows
 
 
 def forget_overrides() -> None:
-    cache.delete(_OVERRIDES_CACHE_KEY)
+    global _overrides_rows
+    with _overrides_lock:
+        _overrides_rows = None
 
 
 def _override_rates(model: str, tenant_id: int | None, at: datetime) -> Rates | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import logging
 
 from django.conf import settings
 from django.core.cache import cache
@@ -12,6 +14,7 @@ from rest_framework import authentication, exceptions, permissions
 from .models import ApiKey, hash_api_key
 from .principal import Principal
 
+logger = logging.getLogger("spendplane.auth")
 _MISSING = "missing"
 _LAST_USED_EVERY_SECONDS = 60
 
@@ -27,24 +30,35 @@ def principal_for_raw_key(raw: str) -> Principal | None:
     so the caller can say which; `forget_api_key` drops the snapshot when a key or its tenant changes.
     """
     digest = hash_api_key(raw)
-    cached = cache.get(_cache_key(digest))
+    try:
+        cached = cache.get(_cache_key(digest))
+    except Exception:  # the shared cache is down: the database still answers
+        logger.warning("key cache unavailable; reading the database")
+        cached = None
     if cached == _MISSING:
         return None
     if cached is not None:
         return cached
     key = ApiKey.objects.for_raw_key(raw)
     principal = Principal.from_key(key) if key else None
-    cache.set(_cache_key(digest), principal or _MISSING, settings.SPENDPLANE_CACHE_SECONDS)
+    with contextlib.suppress(Exception):
+        cache.set(_cache_key(digest), principal or _MISSING, settings.SPENDPLANE_CACHE_SECONDS)
     return principal
 
 
 def forget_api_keys(key_hashes) -> None:
-    cache.delete_many([_cache_key(h) for h in key_hashes])
+    keys = [_cache_key(h) for h in key_hashes]
+    if keys:
+        cache.delete_many(keys)
 
 
 def touch_last_used(principal: Principal) -> None:
     """Record key use, writing at most once a minute per key."""
-    if cache.add(f"apikey-used:{principal.key_id}", 1, _LAST_USED_EVERY_SECONDS):
+    try:
+        due = cache.add(f"apikey-used:{principal.key_id}", 1, _LAST_USED_EVERY_SECONDS)
+    except Exception:
+        due = False
+    if due:
         ApiKey.objects.filter(pk=principal.key_id).update(last_used_at=timezone.now())
 
 

@@ -3,6 +3,7 @@ bundled mock upstream, and no network beyond this machine."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import time
@@ -13,6 +14,7 @@ from django.core.cache import cache
 from django.db import connections
 
 from metering.models import UsageEvent
+from metering.pricing import forget_overrides
 from metering.routing import forget_routes
 from spendplane.mock_upstream import MockUpstream
 from tenants import services
@@ -61,10 +63,13 @@ def _gateway_settings(settings, mock_upstream):
     settings.SPENDPLANE_UPSTREAM_READ_TIMEOUT = 10
     cache.clear()
     forget_routes()
+    forget_overrides()
     mock_upstream.state.requests.clear()
     yield
-    cache.clear()
+    with contextlib.suppress(Exception):  # a test may have pointed the cache at a dead Redis
+        cache.clear()
     forget_routes()
+    forget_overrides()
 
 
 class Person:

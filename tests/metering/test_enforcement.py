@@ -229,3 +229,52 @@ def test_a_budget_created_mid_period_counts_the_spend_already_in_the_ledger(open
     chat(openai_client)
     with pytest.raises(openai.APIStatusError):
         chat(openai_client)
+
+
+def test_with_redis_down_it_fails_closed_and_keeps_budgets_exact(openai_client, alice, settings):
+    alice.tenant.monthly_budget_usd = Decimal("10")
+    alice.tenant.save()
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    }
+    with pytest.raises(openai.APIStatusError) as caught:
+        chat(openai_client)
+    assert (caught.value.status_code, caught.value.body["code"]) == (503, "limits_unavailable")
+    settings.SPENDPLANE_REDIS_FAILURE = "open"
+    chat(openai_client)
+    counter = BudgetCounter.objects.get(tenant=alice.tenant, scope="tenant")
+    assert counter.spent_usd == UsageEvent.objects.get(status_code=200).cost_usd > 0
+    assert UsageEvent.objects.filter(status_code=503).count() == 1
+
+
+def test_check_budget_counters_proves_counters_equal_the_ledger(openai_client, alice):
+    from django.core.management import CommandError, call_command
+
+    for _ in range(3):
+        chat(openai_client)
+    call_command("check_budget_counters")
+    BudgetCounter.objects.update(spent_usd=Decimal("123"))
+    with pytest.raises(CommandError):
+        call_command("check_budget_counters")
+    call_command("check_budget_counters", "--fix")
+    call_command("check_budget_counters")
+    assert BudgetCounter.objects.get().spent_usd == sum(e.cost_usd for e in UsageEvent.objects.all())
+
+
+def test_sweeping_deletes_only_long_expired_reservations(alice):
+    counter = BudgetCounter.objects.create(
+        tenant=alice.tenant,
+        scope="tenant",
+        period="month",
+        period_key="2026-11",
+        period_start=timezone.now(),
+        period_end=timezone.now() + timedelta(days=30),
+    )
+    BudgetReservation.objects.create(
+        request_id="old", counter=counter, amount_usd=1, expires_at=timezone.now() - timedelta(hours=2)
+    )
+    BudgetReservation.objects.create(
+        request_id="live", counter=counter, amount_usd=1, expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    assert budgets.budget_sweep() == 1
+    assert list(BudgetReservation.objects.values_list("request_id", flat=True)) == ["live"]
