@@ -1,7 +1,16 @@
 from django import forms
 from django.contrib import admin
 
-from .models import ModelRoute, PriceOverride, Provider, UsageEvent
+from .models import (
+    AlertEvent,
+    MarginReport,
+    ModelRoute,
+    PriceOverride,
+    Provider,
+    UsageEvent,
+    UsageRollup,
+    WebhookEndpoint,
+)
 
 
 class ProviderForm(forms.ModelForm):
@@ -79,3 +88,74 @@ class UsageEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class _ReadOnly(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(UsageRollup)
+class UsageRollupAdmin(_ReadOnly):
+    list_display = ["bucket_start", "granularity", "tenant", "model", "feature", "end_user", "requests", "cost_usd"]
+    list_filter = ["granularity", "tenant"]
+    search_fields = ["model", "feature", "end_user"]
+    date_hierarchy = "bucket_start"
+    show_full_result_count = False
+
+
+@admin.register(MarginReport)
+class MarginReportAdmin(_ReadOnly):
+    list_display = [
+        "period_start",
+        "period",
+        "tenant",
+        "revenue_usd",
+        "cost_usd",
+        "margin_usd",
+        "margin_pct",
+        "requests",
+    ]
+    list_filter = ["period", "tenant"]
+    date_hierarchy = "period_start"
+
+
+@admin.register(AlertEvent)
+class AlertEventAdmin(_ReadOnly):
+    list_display = ["created_at", "tenant", "kind", "state", "message", "delivered_at", "delivery_attempts"]
+    list_filter = ["kind", "state", "tenant"]
+    search_fields = ["message", "dedupe_key"]
+    date_hierarchy = "created_at"
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(assume_scheme="https")
+    secret = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        help_text="Leave empty to keep the current secret.",
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["url", "secret", "is_active"]
+
+    def clean_secret(self):
+        value = self.cleaned_data.get("secret")
+        if not value and self.instance.pk:
+            return self.instance.secret
+        if not value:
+            raise forms.ValidationError("A secret is required.")
+        return value
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    form = WebhookEndpointForm
+    list_display = ["url", "is_active", "created_at"]

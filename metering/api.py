@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from datetime import date
+
 import django_filters
-from rest_framework import mixins, serializers, viewsets
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, renderers, serializers, viewsets
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from spendplane.pagination import LedgerPagination
 
-from .models import ModelRoute, PriceOverride, Provider, UsageEvent
+from .margins import Margin, margins_between, month_range
+from .models import AlertEvent, ModelRoute, PriceOverride, Provider, UsageEvent, WebhookEndpoint
+from .pricing import usd_str
 
 
 class ProviderSerializer(serializers.ModelSerializer):
@@ -137,3 +148,126 @@ class UsageEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     serializer_class = UsageEventSerializer
     filterset_class = UsageEventFilter
     pagination_class = LedgerPagination
+
+
+class CSVRenderer(renderers.BaseRenderer):
+    """`?format=csv`: the same rows as the JSON `results`, flattened."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        rows = data.get("results", data) if isinstance(data, dict) else data
+        if not isinstance(rows, list):
+            rows = [rows]
+        buffer = io.StringIO()
+        columns = [c for c in (rows[0].keys() if rows else []) if not isinstance(rows[0][c], list | dict)]
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue().encode()
+
+
+def _margin_row(m: Margin, breakdown: set[str]) -> dict:
+    row = {
+        "tenant": m.tenant_id,
+        "tenant_name": m.tenant_name,
+        "from": m.start.isoformat(),
+        "to": m.end.isoformat(),
+        "revenue_usd": usd_str(m.revenue_usd),
+        "cost_usd": usd_str(m.cost_usd),
+        "margin_usd": usd_str(m.margin_usd),
+        "margin_pct": None if m.margin_pct is None else str(m.margin_pct),
+        "requests": m.requests,
+        "tokens": m.tokens,
+    }
+    if "model" in breakdown:
+        row["by_model"] = [{**r, "cost_usd": usd_str(r["cost_usd"])} for r in m.by_model]
+    if "feature" in breakdown:
+        row["by_feature"] = [{**r, "cost_usd": usd_str(r["cost_usd"])} for r in m.by_feature]
+    return row
+
+
+class MarginsView(APIView):
+    """Revenue, AI cost and margin per tenant for `?period=YYYY-MM` or `?from=&to=` (UTC days,
+    inclusive); `?by=model,feature` adds breakdowns; `?tenant=` narrows; `?format=csv` exports."""
+
+    renderer_classes = [renderers.JSONRenderer, renderers.BrowsableAPIRenderer, CSVRenderer]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("period", str, description="YYYY-MM"),
+            OpenApiParameter("from", str, description="YYYY-MM-DD"),
+            OpenApiParameter("to", str, description="YYYY-MM-DD"),
+            OpenApiParameter("by", str, description="model, feature or both, comma-separated"),
+            OpenApiParameter("tenant", int),
+        ],
+        responses=inline_serializer(
+            "Margins",
+            {
+                "count": serializers.IntegerField(),
+                "results": inline_serializer(
+                    "Margin",
+                    {
+                        "tenant": serializers.IntegerField(),
+                        "revenue_usd": serializers.CharField(),
+                        "cost_usd": serializers.CharField(),
+                        "margin_usd": serializers.CharField(),
+                        "margin_pct": serializers.CharField(allow_null=True),
+                        "requests": serializers.IntegerField(),
+                        "tokens": serializers.IntegerField(),
+                    },
+                    many=True,
+                ),
+            },
+        ),
+    )
+    def get(self, request):
+        params = request.query_params
+        try:
+            if params.get("from") or params.get("to"):
+                start = date.fromisoformat(params["from"])
+                end = date.fromisoformat(params.get("to") or params["from"])
+            else:
+                start, end = month_range(params.get("period") or timezone.now().strftime("%Y-%m"))
+        except (KeyError, ValueError):
+            raise ValidationError({"period": "Use period=YYYY-MM, or from=YYYY-MM-DD&to=YYYY-MM-DD."}) from None
+        if end < start or (end - start).days > 366:
+            raise ValidationError({"to": "'to' must follow 'from' by at most a year."})
+        breakdown = {part.strip() for part in params.get("by", "").split(",") if part.strip()}
+        if breakdown - {"model", "feature"}:
+            raise ValidationError({"by": "Use model, feature or both."})
+        tenant_ids = None
+        if params.get("tenant"):
+            if not params["tenant"].isdigit():
+                raise ValidationError({"tenant": "Must be a tenant id."})
+            tenant_ids = [int(params["tenant"])]
+        margins = margins_between(start, end, tenant_ids=tenant_ids, breakdown=bool(breakdown))
+        rows = [_margin_row(m, breakdown) for m in margins]
+        return Response({"count": len(rows), "from": start.isoformat(), "to": end.isoformat(), "results": rows})
+
+
+class AlertEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AlertEvent
+        fields = ["id", "tenant", "kind", "state", "message", "data", "created_at", "delivered_at", "delivery_attempts"]
+
+
+class AlertEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = AlertEvent.objects.all()
+    serializer_class = AlertEventSerializer
+    filterset_fields = ["tenant", "kind", "state"]
+
+
+class WebhookEndpointSerializer(serializers.ModelSerializer):
+    secret = serializers.CharField(write_only=True, help_text="Signs each delivery (HMAC-SHA256); not shown again.")
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["id", "url", "secret", "is_active", "created_at"]
+
+
+class WebhookEndpointViewSet(viewsets.ModelViewSet):
+    queryset = WebhookEndpoint.objects.all()
+    serializer_class = WebhookEndpointSerializer

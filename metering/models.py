@@ -120,6 +120,8 @@ class UsageEvent(models.Model):
     upstream_latency_ms = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
     ttft_ms = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # When the row was written (a stream is written when it ends): what the rollup watermark follows.
+    recorded_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["-id"]
@@ -183,3 +185,127 @@ class BudgetReservation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id}: ${self.amount_usd} until {self.expires_at:%H:%M:%S}"
+
+
+class UsageRollup(models.Model):
+    """Ledger totals per hour or day (UTC) × tenant × model × feature × end user, recomputed
+    from the ledger for dirty windows, so a rerun or a crash half-way leaves totals exact."""
+
+    class Granularity(models.TextChoices):
+        HOUR = "hour"
+        DAY = "day"
+
+    granularity = models.CharField(max_length=4, choices=Granularity.choices)
+    bucket_start = models.DateTimeField()
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="rollups")
+    model = models.CharField(max_length=200, blank=True, default="")
+    feature = models.CharField(max_length=200, blank=True, default="")
+    end_user = models.CharField(max_length=200, blank=True, default="")
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    unpriced_requests = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=9, default=Decimal("0"))
+    latency_ms_sum = models.DecimalField(max_digits=18, decimal_places=3, default=Decimal("0"))
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["granularity", "bucket_start", "tenant", "model", "feature", "end_user"],
+                name="unique_rollup_bucket",
+            ),
+        ]
+        indexes = [models.Index(fields=["granularity", "tenant", "bucket_start"])]
+
+    def __str__(self) -> str:
+        return f"{self.granularity} {self.bucket_start:%Y-%m-%d %H:00} {self.tenant_id} {self.model}"
+
+
+class RollupState(models.Model):
+    """The rollup watermark: ledger rows recorded up to `recorded_through` are in the rollups."""
+
+    name = models.CharField(max_length=50, unique=True, default="usage")
+    recorded_through = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} through {self.recorded_through}"
+
+
+class MarginReport(models.Model):
+    """Revenue, AI cost and margin of one tenant for one UTC day or month; recomputed, not appended."""
+
+    class Period(models.TextChoices):
+        DAY = "day"
+        MONTH = "month"
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="margin_reports")
+    period = models.CharField(max_length=5, choices=Period.choices)
+    period_start = models.DateField()
+    revenue_usd = models.DecimalField(max_digits=18, decimal_places=9)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=9)
+    margin_usd = models.DecimalField(max_digits=18, decimal_places=9)
+    margin_pct = models.DecimalField(max_digits=9, decimal_places=2, null=True, blank=True)
+    requests = models.PositiveIntegerField(default=0)
+    tokens = models.BigIntegerField(default=0)
+    by_model = models.JSONField(default=list)
+    by_feature = models.JSONField(default=list)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-period_start", "tenant"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "period", "period_start"], name="unique_margin_report"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.period} {self.period_start}: ${self.margin_usd}"
+
+
+class WebhookEndpoint(models.Model):
+    """Where alerts are POSTed, signed with HMAC-SHA256 under `secret` (see README)."""
+
+    url = models.URLField()
+    secret = EncryptedTextField()
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class AlertEvent(models.Model):
+    """An alert fired or recovered. `dedupe_key` makes each threshold fire once per period."""
+
+    class Kind(models.TextChoices):
+        BUDGET_THRESHOLD = "budget_threshold"
+        PROJECTED_OVERSPEND = "projected_overspend"
+        SPEND_SPIKE = "spend_spike"
+        USER_DOMINANCE = "user_dominance"
+        REPEATED_PROMPTS = "repeated_prompts"
+
+    class State(models.TextChoices):
+        FIRED = "fired"
+        RECOVERED = "recovered"
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.FIRED)
+    dedupe_key = models.CharField(max_length=300)
+    message = models.CharField(max_length=500)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    delivery_attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["dedupe_key", "state"], name="unique_alert_transition"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.kind} {self.state}"

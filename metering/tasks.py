@@ -8,3 +8,44 @@ from .budgets import budget_sweep
 @shared_task
 def sweep_reservations() -> int:
     return budget_sweep()
+
+
+@shared_task
+def rollup_usage_task() -> dict:
+    from .rollups import rollup_usage
+
+    result = rollup_usage()
+    return {"hours": result.hours, "days": result.days, "rows": result.hour_rows}
+
+
+@shared_task
+def margin_reports_task(day: str | None = None) -> int:
+    """Recompute today's and this month's margin reports (or those of `day`, ISO)."""
+    from datetime import date
+
+    from django.utils import timezone
+
+    from .margins import margin_report_compute
+
+    target = date.fromisoformat(day) if day else timezone.now().date()
+    count = margin_report_compute(period="day", start=target)
+    margin_report_compute(period="month", start=target.replace(day=1))
+    return count
+
+
+@shared_task
+def evaluate_alerts_task() -> int:
+    from .alerts import evaluate_alerts
+
+    return len(evaluate_alerts())
+
+
+@shared_task(bind=True, max_retries=6, acks_late=True)
+def deliver_alert(self, event_id: int) -> str:
+    """POST the alert to every active webhook (signed) and email it; retried with backoff."""
+    from .delivery import alert_deliver
+
+    try:
+        return alert_deliver(event_id=event_id)
+    except Exception as exc:
+        raise self.retry(exc=exc, countdown=min(2**self.request.retries * 5, 600)) from exc

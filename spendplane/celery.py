@@ -12,4 +12,10 @@ app.autodiscover_tasks()
 app.conf.beat_schedule = {
     # Every 10 minutes: drop budget reservations that expired over an hour ago.
     "sweep-reservations": {"task": "metering.tasks.sweep_reservations", "schedule": 600.0},
+    # Every minute: roll newly recorded ledger rows into hour and day rollups.
+    "rollup-usage": {"task": "metering.tasks.rollup_usage_task", "schedule": 60.0},
+    # Every 5 minutes: today's and this month's margin reports.
+    "margin-reports": {"task": "metering.tasks.margin_reports_task", "schedule": 300.0},
+    # Every 5 minutes: budget thresholds, projections, spikes, dominance, loops.
+    "evaluate-alerts": {"task": "metering.tasks.evaluate_alerts_task", "schedule": 300.0},
 }

@@ -177,6 +177,11 @@ SPENDPLANE_RESERVATION_SECONDS = env.int("SPENDPLANE_RESERVATION_SECONDS", defau
 # Completion cap sent upstream when a client sets none and a hard budget applies, so the
 # reservation is a true worst case.
 SPENDPLANE_DEFAULT_MAX_OUTPUT_TOKENS = env.int("SPENDPLANE_DEFAULT_MAX_OUTPUT_TOKENS", default=4096)
+# Alerts: spend below this many dollars never pages anyone (spikes, one user dominating).
+SPENDPLANE_SPIKE_MIN_USD = env.float("SPENDPLANE_SPIKE_MIN_USD", default=5.0)
+SPENDPLANE_ALERT_EMAILS = env.list("SPENDPLANE_ALERT_EMAILS", default=[])
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="spendplane@localhost")
 # When Redis (rate-limit counters) is unreachable: "closed" answers 503, "open" skips rate limits.
 # Budgets are unaffected either way: they live in the database.
 SPENDPLANE_REDIS_FAILURE = env("SPENDPLANE_REDIS_FAILURE", default="closed")

@@ -18,12 +18,16 @@ router.register("providers", metering_api.ProviderViewSet)
 router.register("routes", metering_api.ModelRouteViewSet)
 router.register("prices", metering_api.PriceOverrideViewSet)
 router.register("usage/events", metering_api.UsageEventViewSet, basename="usage-event")
+router.register("alerts", metering_api.AlertEventViewSet)
+router.register("webhooks", metering_api.WebhookEndpointViewSet)
+router.register("credits", tenants_api.CreditViewSet)
 
 urlpatterns = [
     path("v1/chat/completions", proxy.ChatCompletionsView.as_view()),
     path("v1/embeddings", proxy.EmbeddingsView.as_view()),
     path("v1/messages", proxy.MessagesView.as_view()),
     path("v1/models", proxy.ModelsView.as_view()),
+    path("api/v1/margins/", metering_api.MarginsView.as_view(), name="margins"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -3,7 +3,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from . import services
-from .models import ApiKey, Budget, CapChange, Plan, RateLimit, Tenant
+from .models import ApiKey, Budget, CapChange, Credit, Plan, RateLimit, Tenant
 
 
 @admin.register(Plan)
@@ -168,3 +168,10 @@ class CapChangeAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(Credit)
+class CreditAdmin(admin.ModelAdmin):
+    list_display = ["day", "tenant", "amount_usd", "note"]
+    list_filter = ["tenant"]
+    date_hierarchy = "day"

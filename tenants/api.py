@@ -16,7 +16,7 @@ from metering.usage import tenant_usage_summary
 
 from . import services
 from .access import access_api_key, access_tenant
-from .models import EVERY_SUBJECT, ApiKey, Budget, CapChange, Plan, RateLimit, Scope, Tenant
+from .models import EVERY_SUBJECT, ApiKey, Budget, CapChange, Credit, Plan, RateLimit, Scope, Tenant
 from .principal import Principal
 
 
@@ -380,3 +380,22 @@ class CapChangeViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = CapChange.objects.all()
     serializer_class = CapChangeSerializer
     filterset_fields = ["tenant", "actor_label"]
+
+
+class CreditSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Credit
+        fields = ["id", "tenant", "amount_usd", "day", "note", "created_at"]
+
+    def validate_amount_usd(self, value):
+        if value <= 0:
+            raise serializers.ValidationError("Must be positive.")
+        return value
+
+
+class CreditViewSet(viewsets.ModelViewSet):
+    """One-off credits: they reduce the tenant's revenue on their day."""
+
+    queryset = Credit.objects.select_related("tenant")
+    serializer_class = CreditSerializer
+    filterset_fields = ["tenant", "day"]

@@ -229,3 +229,19 @@ class CapChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant}: {self.what} by {self.actor_label}"
+
+
+class Credit(models.Model):
+    """A one-off credit given to a tenant: revenue reduced by this amount on that day."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="credits")
+    amount_usd = models.DecimalField(max_digits=12, decimal_places=2)
+    day = models.DateField()
+    note = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} credit ${self.amount_usd} on {self.day}"

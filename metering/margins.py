@@ -1,0 +1,197 @@
+"""Revenue, AI cost and margin per tenant, read from the day rollups (UTC days).
+
+Revenue of a range = for each month it touches, the tenant's monthly price (its override, else
+the plan's) × the days of the range in that month ÷ the days of that month (so a whole month is
+exactly its price), rounded once per month; less the credits given in the range.
+Margin = revenue − AI cost; margin % = margin ÷ revenue × 100 (None when there is no revenue).
+All `Decimal`, USD, 9 places.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db import transaction
+from django.db.models import Sum
+from django.db.models.functions import Coalesce
+
+from tenants.models import Credit, Tenant
+
+from .models import MarginReport, UsageRollup
+
+ZERO = Decimal("0")
+Q9 = Decimal("0.000000001")
+Q2 = Decimal("0.01")
+
+
+@dataclass
+class Margin:
+    tenant_id: int
+    tenant_name: str
+    start: date
+    end: date  # inclusive
+    revenue_usd: Decimal = ZERO
+    cost_usd: Decimal = ZERO
+    requests: int = 0
+    tokens: int = 0
+    by_model: list[dict] = field(default_factory=list)
+    by_feature: list[dict] = field(default_factory=list)
+
+    @property
+    def margin_usd(self) -> Decimal:
+        return self.revenue_usd - self.cost_usd
+
+    @property
+    def margin_pct(self) -> Decimal | None:
+        if not self.revenue_usd:
+            return None
+        return (self.margin_usd / self.revenue_usd * 100).quantize(Q2, rounding=ROUND_HALF_UP)
+
+
+def month_range(period: str) -> tuple[date, date]:
+    """'2026-11' → (2026-11-01, 2026-11-30)."""
+    year, month = (int(part) for part in period.split("-"))
+    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+
+
+def _monthly_price(tenant: Tenant) -> Decimal:
+    monthly = tenant.monthly_price_override_usd
+    return Decimal(tenant.plan.monthly_price_usd if monthly is None else monthly)
+
+
+def daily_revenue(tenant: Tenant, day: date) -> Decimal:
+    days = calendar.monthrange(day.year, day.month)[1]
+    return (_monthly_price(tenant) / days).quantize(Q9, rounding=ROUND_HALF_UP)
+
+
+def revenue(tenant: Tenant, start: date, end: date, credits: dict | None = None) -> Decimal:
+    """Plan revenue of [start, end] (inclusive, from the tenant's creation day) less credits."""
+    total = ZERO
+    day = max(start, tenant.created_at.date())
+    monthly = _monthly_price(tenant)
+    while day <= end:
+        month_days = calendar.monthrange(day.year, day.month)[1]
+        month_end = day.replace(day=month_days)
+        last = min(end, month_end)
+        covered = (last - day).days + 1
+        total += (monthly * covered / month_days).quantize(Q9, rounding=ROUND_HALF_UP)
+        day = last + timedelta(days=1)
+    if credits is None:
+        credits = _credits(start, end)
+    return total - credits.get(tenant.pk, ZERO)
+
+
+def _credits(start: date, end: date) -> dict[int, Decimal]:
+    return dict(
+        Credit.objects.filter(day__gte=start, day__lte=end)
+        .values("tenant_id")
+        .annotate(total=Coalesce(Sum("amount_usd"), ZERO))
+        .values_list("tenant_id", "total")
+    )
+
+
+def _bounds(start: date, end: date) -> tuple[datetime, datetime]:
+    return (
+        datetime.combine(start, time.min, tzinfo=UTC),
+        datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC),
+    )
+
+
+def _breakdown(rollups, field_name: str) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = {}
+    rows = (
+        rollups.values("tenant_id", field_name)
+        .annotate(
+            requests=Coalesce(Sum("requests"), 0),
+            prompt=Coalesce(Sum("prompt_tokens"), 0),
+            completion=Coalesce(Sum("completion_tokens"), 0),
+            cost=Coalesce(Sum("cost_usd"), ZERO),
+        )
+        .order_by("tenant_id", "-cost", field_name)
+    )
+    for row in rows:
+        out.setdefault(row["tenant_id"], []).append(
+            {
+                field_name: row[field_name],
+                "requests": row["requests"],
+                "tokens": row["prompt"] + row["completion"],
+                "cost_usd": row["cost"],
+            }
+        )
+    return out
+
+
+def margins_between(start: date, end: date, *, tenant_ids=None, breakdown: bool = False) -> list[Margin]:
+    """One Margin per tenant for the UTC days [start, end], highest cost first."""
+    low, high = _bounds(start, end)
+    rollups = UsageRollup.objects.filter(
+        granularity=UsageRollup.Granularity.DAY, bucket_start__gte=low, bucket_start__lt=high
+    )
+    tenants = Tenant.objects.select_related("plan").filter(created_at__lt=high)
+    if tenant_ids is not None:
+        tenants = tenants.filter(pk__in=tenant_ids)
+        rollups = rollups.filter(tenant_id__in=tenant_ids)
+    totals = {
+        row["tenant_id"]: row
+        for row in rollups.values("tenant_id")
+        .annotate(
+            requests=Coalesce(Sum("requests"), 0),
+            prompt=Coalesce(Sum("prompt_tokens"), 0),
+            completion=Coalesce(Sum("completion_tokens"), 0),
+            cost=Coalesce(Sum("cost_usd"), ZERO),
+        )
+        .order_by()
+    }
+    by_model = _breakdown(rollups, "model") if breakdown else {}
+    by_feature = _breakdown(rollups, "feature") if breakdown else {}
+    credits = _credits(start, end)
+    margins = []
+    for tenant in tenants:
+        row = totals.get(tenant.pk, {})
+        margins.append(
+            Margin(
+                tenant_id=tenant.pk,
+                tenant_name=tenant.name,
+                start=start,
+                end=end,
+                revenue_usd=revenue(tenant, start, end, credits),
+                cost_usd=row.get("cost", ZERO),
+                requests=row.get("requests", 0),
+                tokens=row.get("prompt", 0) + row.get("completion", 0),
+                by_model=by_model.get(tenant.pk, []),
+                by_feature=by_feature.get(tenant.pk, []),
+            )
+        )
+    margins.sort(key=lambda m: (-m.cost_usd, m.tenant_name))
+    return margins
+
+
+def _jsonable(rows: list[dict]) -> list[dict]:
+    return [{k: (format(v, "f") if isinstance(v, Decimal) else v) for k, v in row.items()} for row in rows]
+
+
+def margin_report_compute(*, period: str, start: date) -> int:
+    """(Re)compute the stored MarginReport of every tenant for one UTC day or month; idempotent."""
+    end = start if period == MarginReport.Period.DAY else month_range(start.strftime("%Y-%m"))[1]
+    margins = margins_between(start, end, breakdown=True)
+    with transaction.atomic():
+        for m in margins:
+            MarginReport.objects.update_or_create(
+                tenant_id=m.tenant_id,
+                period=period,
+                period_start=start,
+                defaults={
+                    "revenue_usd": m.revenue_usd,
+                    "cost_usd": m.cost_usd,
+                    "margin_usd": m.margin_usd,
+                    "margin_pct": m.margin_pct,
+                    "requests": m.requests,
+                    "tokens": m.tokens,
+                    "by_model": _jsonable(m.by_model),
+                    "by_feature": _jsonable(m.by_feature),
+                },
+            )
+    return len(margins)
