@@ -4,6 +4,7 @@ tests/e2e/test_enforcement_processes.py)."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -35,6 +36,12 @@ def chat(client, user=None, feature=None, content="hi", max_tokens=8, **kw):
         extra_headers=headers,
         **kw,
     )
+
+
+def wait_for_reservation(timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not BudgetReservation.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def one_request_cost(client) -> Decimal:
@@ -122,16 +129,14 @@ def test_an_upstream_5xx_releases_the_reservation_and_charges_nothing(openai_cli
 
 def test_the_reservation_is_held_while_the_request_is_in_flight(live_server, alice):
     url = live_server.url + "/v1/chat/completions"
-    body = {"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "MOCK_LATENCY_MS=800"}]}
+    body = {"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "MOCK_LATENCY_MS=1500"}]}
     thread = threading.Thread(
         target=requests.post,
         args=(url,),
         kwargs={"json": body, "headers": {"Authorization": f"Bearer {alice.raw_key}"}},
     )
     thread.start()
-    deadline = timezone.now() + timedelta(seconds=3)
-    while not BudgetReservation.objects.exists() and timezone.now() < deadline:
-        pass
+    wait_for_reservation()
     held = BudgetReservation.objects.get()
     assert held.amount_usd > 0
     thread.join()
@@ -166,16 +171,14 @@ def test_in_flight_requests_are_limited(live_server, alice, openai_client):
     alice.tenant.max_concurrency = 1
     alice.tenant.save()
     url = live_server.url + "/v1/chat/completions"
-    body = {"model": "gpt-4o-mini", "max_tokens": 4, "messages": [{"role": "user", "content": "MOCK_LATENCY_MS=700"}]}
+    body = {"model": "gpt-4o-mini", "max_tokens": 4, "messages": [{"role": "user", "content": "MOCK_LATENCY_MS=1500"}]}
     thread = threading.Thread(
         target=requests.post,
         args=(url,),
         kwargs={"json": body, "headers": {"Authorization": f"Bearer {alice.raw_key}"}},
     )
     thread.start()
-    deadline = timezone.now() + timedelta(seconds=3)
-    while not BudgetReservation.objects.exists() and timezone.now() < deadline:
-        pass
+    wait_for_reservation()
     with pytest.raises(openai.RateLimitError) as caught:
         chat(openai_client)
     assert "concurrency" in caught.value.message
