@@ -18,6 +18,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
+from guard import middleware as guard_step
 from metering import budgets, limits, pricing, tokens
 from metering.models import UsageEvent
 from metering.pricing import Rates, Usage
@@ -139,7 +140,9 @@ def _run(request, call: ProxyCall) -> HttpResponse:
     call.feature = _clean_header(request.META.get("HTTP_X_SPENDPLANE_FEATURE", ""))
     _route_and_price(call)
     call.prompt_estimate = _estimate_prompt(call)
-    _enforce(request, call)
+    budget_rules, max_output = _limit(request, call)
+    _guard(call)
+    _reserve(call, budget_rules, max_output)
     touch_last_used(call.principal)
     if call.stream:
         return _forward_stream(request, call)
@@ -233,8 +236,9 @@ def _max_output_tokens(call: ProxyCall, *, cap_if_unset: bool) -> int:
     return default
 
 
-def _enforce(request, call: ProxyCall) -> None:
-    """Loop throttle, rate limits, then the budget reservation: 429 or 402 when one says no."""
+def _limit(request, call: ProxyCall) -> tuple[list, int]:
+    """Loop throttle and rate limits (before the guard, so a flood cannot burn its CPU): 429 when
+    one says no. Returns the budgets in scope and the request's completion-token ceiling."""
     principal = call.principal
     budget_rules = budgets.rules_for(principal, end_user=call.end_user, feature=call.feature, at=call.created_at)
     max_output = _max_output_tokens(call, cap_if_unset=any(r.hard for r in budget_rules))
@@ -266,6 +270,39 @@ def _enforce(request, call: ProxyCall) -> None:
                 code="limits_unavailable",
             ) from None
         logger.warning("rate-limit store unavailable, admitting %s without rate limits: %s", call.request_id, exc)
+    return budget_rules, max_output
+
+
+def _guard(call: ProxyCall) -> None:
+    """Scan the untrusted text; block (400), sanitise in place, or only log, per the policy."""
+    if call.endpoint == EMBEDDINGS:
+        return
+    detections = guard_step.inspect(call.body, call.principal)
+    if not detections:
+        return
+    mode = call.principal.guard_mode
+    action = {"block": "blocked", "sanitize": "sanitized"}.get(mode, "logged")
+    guard_step.record(
+        detections=detections,
+        principal=call.principal,
+        request_id=call.request_id,
+        endpoint=call.endpoint,
+        action=action,
+    )
+    if mode == "block":
+        raise ProxyError(
+            400,
+            "This request was blocked: it looks like a prompt-injection attempt "
+            f"(score {max(d.verdict.score for d in detections):.2f}).",
+            code="prompt_injection_detected",
+        )
+    if mode == "sanitize":
+        guard_step.sanitize(detections)
+
+
+def _reserve(call: ProxyCall, budget_rules: list, max_output: int) -> None:
+    """Reserve the worst-case cost against every budget in scope: 402 when one cannot take it."""
+    principal = call.principal
     if call.rates is None or not budget_rules:
         return
     worst = call.rates.worst_case_cost(prompt_tokens=call.prompt_estimate, max_completion_tokens=max_output)

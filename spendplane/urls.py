@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from guard import api as guard_api
 from metering import api as metering_api
 from tenants import api as tenants_api
 
@@ -21,6 +22,7 @@ router.register("usage/events", metering_api.UsageEventViewSet, basename="usage-
 router.register("alerts", metering_api.AlertEventViewSet)
 router.register("webhooks", metering_api.WebhookEndpointViewSet)
 router.register("credits", tenants_api.CreditViewSet)
+router.register("guard/events", guard_api.GuardEventViewSet)
 
 urlpatterns = [
     path("v1/chat/completions", proxy.ChatCompletionsView.as_view()),

@@ -68,6 +68,7 @@ class TenantAdmin(admin.ModelAdmin):
             {"fields": ["monthly_budget_usd", "rpm_limit", "tpm_limit", "max_concurrency"]},
         ),
         ("Revenue", {"fields": ["monthly_price_override_usd"]}),
+        ("Prompt-injection guard (empty: the plan's)", {"fields": ["guard_mode", "guard_threshold"]}),
     ]
 
     @admin.display(description="Monthly budget")

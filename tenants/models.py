@@ -30,6 +30,17 @@ class Plan(models.Model):
         default=30, help_text="The same end user may send the same request this many times per loop window."
     )
     loop_window_seconds = models.PositiveIntegerField(default=60)
+    guard_mode = models.CharField(
+        max_length=10,
+        choices=[("off", "Off"), ("log", "Log only"), ("sanitize", "Sanitise"), ("block", "Block")],
+        default="block",
+        help_text="What the prompt-injection guard does with a detection.",
+    )
+    guard_threshold = models.FloatField(null=True, blank=True, help_text="Score in [0, 1]; empty: the shipped default.")
+    guard_role_thresholds = models.JSONField(
+        default=dict, blank=True, help_text='Per message role, e.g. {"tool": 0.5, "user": 0.8}.'
+    )
+    guard_scan_system = models.BooleanField(default=False, help_text="Also scan the tenant's own system prompt.")
     allow_unpriced_models = models.BooleanField(
         default=True, help_text="Whether models with no known price may be called (their cost is recorded as unknown)."
     )
@@ -62,6 +73,13 @@ class Tenant(models.Model):
     tpm_limit = models.PositiveIntegerField(null=True, blank=True)
     max_concurrency = models.PositiveIntegerField(null=True, blank=True)
     monthly_price_override_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    guard_mode = models.CharField(
+        max_length=10,
+        blank=True,
+        default="",
+        choices=[("", "The plan's"), ("off", "Off"), ("log", "Log only"), ("sanitize", "Sanitise"), ("block", "Block")],
+    )
+    guard_threshold = models.FloatField(null=True, blank=True)
     timezone = models.CharField(max_length=64, default="UTC")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

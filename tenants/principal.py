@@ -54,6 +54,10 @@ class Principal:
     loop_window_seconds: int = 60
     allowed_models: tuple[str, ...] = field(default_factory=tuple)
     allow_unpriced_models: bool = True
+    guard_mode: str = "block"
+    guard_threshold: float | None = None
+    guard_role_thresholds: tuple[tuple[str, float], ...] = field(default_factory=tuple)
+    guard_scan_system: bool = False
     budgets: tuple[BudgetSpec, ...] = field(default_factory=tuple)
     rate_limits: tuple[LimitSpec, ...] = field(default_factory=tuple)
 
@@ -91,6 +95,10 @@ class Principal:
             loop_window_seconds=plan.loop_window_seconds,
             allowed_models=tuple(plan.allowed_models or ()),
             allow_unpriced_models=plan.allow_unpriced_models,
+            guard_mode=tenant.guard_mode or plan.guard_mode,
+            guard_threshold=tenant.guard_threshold if tenant.guard_threshold is not None else plan.guard_threshold,
+            guard_role_thresholds=tuple(sorted((plan.guard_role_thresholds or {}).items())),
+            guard_scan_system=plan.guard_scan_system,
             budgets=budgets,
             rate_limits=rate_limits,
         )

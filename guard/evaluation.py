@@ -1,0 +1,129 @@
+"""Measure generalisation, not memory: leave-one-family-out and 5-fold figures for a labelled
+JSONL file (`{"text", "label", "source"}`), each fold trained from scratch on the rest."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+
+from . import classifier
+from .scanner import analyse
+
+TARGET_FPR = 0.01
+
+
+@dataclass
+class Labelled:
+    texts: list[str]
+    labels: np.ndarray
+    sources: list[str]
+    x: object = None
+
+    @property
+    def families(self) -> list[str]:
+        return [s.split(":")[0] for s in self.sources]
+
+
+def load_jsonl(path: str | Path) -> Labelled:
+    texts, labels, sources = [], [], []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                texts.append(row["text"])
+                labels.append(int(row["label"]))
+                sources.append(row.get("source", "unknown"))
+    return Labelled(texts, np.array(labels), sources)
+
+
+def featurize(data: Labelled) -> Labelled:
+    normalized, matched = analyse(data.texts)
+    data.x = classifier.features(normalized, [{r.name for r in rules} for rules in matched])
+    return data
+
+
+def _fit(x, labels, extra: Labelled | None):
+    from scipy import sparse
+
+    if extra is not None and extra.x is not None:
+        x = sparse.vstack([x, extra.x], format="csr")
+        labels = np.concatenate([labels, extra.labels])
+    return fit_with_threshold(x, labels)
+
+
+def fit_with_threshold(x, labels, *, c: float | None = None):
+    """Train on all rows; set the threshold at TARGET_FPR of the training benign rows, scored
+    out-of-fold (a model's scores on rows it was fitted to are too confident to calibrate on)."""
+    c = classifier.DEFAULT_C if c is None else c
+    out_of_fold = np.zeros(len(labels))
+    for train_idx, test_idx in StratifiedKFold(3, shuffle=True, random_state=3).split(x, labels):
+        out_of_fold[test_idx] = classifier.train(x[train_idx], labels[train_idx], c=c).scores(x[test_idx])
+    model = classifier.train(x, labels, c=c)
+    model.threshold = classifier.threshold_at_fpr(out_of_fold[labels == 0], TARGET_FPR)
+    return model
+
+
+@dataclass
+class Report:
+    lofo_recall: dict[str, float] = field(default_factory=dict)
+    lofo_fpr: dict[str, float] = field(default_factory=dict)
+    lofo_auc: float = 0.0
+    kfold_recall: float = 0.0
+    kfold_fpr: float = 0.0
+    kfold_auc: float = 0.0
+    shipped: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+    @property
+    def lofo_macro_recall(self) -> float:
+        return float(np.mean(list(self.lofo_recall.values()))) if self.lofo_recall else 0.0
+
+    @property
+    def lofo_worst_fpr(self) -> float:
+        return max(self.lofo_fpr.values()) if self.lofo_fpr else 0.0
+
+
+def leave_one_family_out(data: Labelled, extra: Labelled | None = None, report: Report | None = None) -> Report:
+    report = report or Report()
+    families = np.array(data.families)
+    pooled = np.zeros(len(data.labels))
+    for family in sorted(set(families)):
+        held = families == family
+        model = _fit(data.x[~held], data.labels[~held], extra)
+        scores = model.scores(data.x[held])
+        pooled[held] = scores
+        labels = data.labels[held]
+        if (labels == 1).any():
+            report.lofo_recall[family] = float((scores[labels == 1] >= model.threshold).mean())
+        if (labels == 0).any():
+            report.lofo_fpr[family] = float((scores[labels == 0] >= model.threshold).mean())
+    report.lofo_auc = float(roc_auc_score(data.labels, pooled))
+    return report
+
+
+def k_fold(data: Labelled, extra: Labelled | None = None, report: Report | None = None, k: int = 5) -> Report:
+    report = report or Report()
+    pooled = np.zeros(len(data.labels))
+    flagged = np.zeros(len(data.labels), dtype=bool)
+    for train_idx, test_idx in StratifiedKFold(k, shuffle=True, random_state=7).split(data.x, data.labels):
+        model = _fit(data.x[train_idx], data.labels[train_idx], extra)
+        scores = model.scores(data.x[test_idx])
+        pooled[test_idx] = scores
+        flagged[test_idx] = scores >= model.threshold
+    report.kfold_recall = float(flagged[data.labels == 1].mean())
+    report.kfold_fpr = float(flagged[data.labels == 0].mean())
+    report.kfold_auc = float(roc_auc_score(data.labels, pooled))
+    return report
+
+
+def shipped_by_source(data: Labelled, flagged: np.ndarray) -> dict[str, tuple[float, int]]:
+    """Per source: recall (attacks) or false-positive rate (benign) of the shipped guard."""
+    groups: dict[str, list[bool]] = defaultdict(list)
+    for source, hit in zip(data.sources, flagged, strict=True):
+        groups[source].append(bool(hit))
+    return {source: (float(np.mean(hits)), len(hits)) for source, hits in sorted(groups.items())}
