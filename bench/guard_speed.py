@@ -28,11 +28,19 @@ def main() -> None:
     import django
 
     django.setup()
+    dev = ROOT.parent / "shared" / "guard-eval" / "dev.jsonl"
+    rows = [json.loads(line) for line in dev.open()] if dev.exists() else [{"text": "The quick fox. " * 50, "label": 0}]
+    for name, corpus in (
+        ("benign text", [r["text"] for r in rows if r["label"] == 0]),
+        ("attack-dense text (half injections)", [r["text"] for r in rows]),
+    ):
+        measure(name, corpus, args)
+
+
+def measure(name: str, corpus: list[str], args) -> None:
     from guard.scanner import scan
     from metering.tokens import count_text
 
-    dev = ROOT.parent / "shared" / "guard-eval" / "dev.jsonl"
-    corpus = [json.loads(line)["text"] for line in dev.open()] if dev.exists() else ["The quick brown fox. " * 50]
     rng = random.Random(5)
     prompts = []
     for _ in range(args.iterations):
@@ -53,7 +61,7 @@ def main() -> None:
     timings.sort()
     p99 = timings[int(len(timings) * 0.99) - 1]
     print(
-        f"guard scan of {len(prompts)} distinct prompts, median {statistics.median(sizes):.0f} tokens "
+        f"{name}: {len(prompts)} distinct prompts, median {statistics.median(sizes):.0f} tokens "
         f"({statistics.median(len(p) for p in prompts):.0f} chars): "
         f"p50 {statistics.median(timings):.2f} ms, p99 {p99:.2f} ms, max {timings[-1]:.2f} ms"
     )

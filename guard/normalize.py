@@ -16,8 +16,8 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u180e\u034f"))
-BIDI = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"))
+ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u180e\u034f]")
+BIDI = re.compile("[\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c]")
 TAG_START, TAG_END = 0xE0000, 0xE007F
 
 # Cyrillic and Greek letters that render like Latin ones.
@@ -31,9 +31,10 @@ HOMOGLYPHS = str.maketrans(
         "Υ": "Y", "Χ": "X",
     }
 )  # fmt: skip
+_TAG_CHARS = re.compile("[\U000e0000-\U000e007f]")
 _LATIN = re.compile(r"[A-Za-z]")
 _NON_LATIN_LETTER = re.compile(r"[\u0370-\u03ff\u0400-\u04ff\u0500-\u052f\u0261\u0578]")
-_WORD = re.compile(r"\S+")
+_NON_LATIN_WORD = re.compile(r"\S*[\u0370-\u03ff\u0400-\u04ff\u0500-\u052f\u0261\u0578]\S*")
 _HTML_COMMENT = re.compile(r"<!--(.*?)-->", re.S)
 _HIDDEN_ELEMENT = re.compile(
     r"<(\w+)[^>]*(?:display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0|hidden)[^>]*>(.*?)</\1>", re.S | re.I
@@ -90,6 +91,8 @@ def _decode_hex(blob: str) -> str | None:
 
 
 def _unhomoglyph(text: str) -> tuple[str, bool]:
+    if not _NON_LATIN_LETTER.search(text):  # the common case: nothing to map, skip the word pass
+        return text, False
     changed = False
 
     def fix(match: re.Match) -> str:
@@ -100,24 +103,23 @@ def _unhomoglyph(text: str) -> tuple[str, bool]:
             return word.translate(HOMOGLYPHS)
         return word
 
-    return _WORD.sub(fix, text), changed
+    return _NON_LATIN_WORD.sub(fix, text), changed
 
 
 def normalize(text: str) -> Normalized:
     result = Normalized(text="")
-    tags = [chr(ord(ch) - TAG_START) for ch in text if TAG_START <= ord(ch) <= TAG_END]
+    tags = [chr(ord(ch) - TAG_START) for ch in _TAG_CHARS.findall(text)]
     if tags:
         result.signals.add("unicode_tags")
         smuggled = "".join(ch for ch in tags if ch.isprintable())
         if smuggled.strip():
             result.hidden.append(smuggled)
-        text = "".join(ch for ch in text if not TAG_START <= ord(ch) <= TAG_END)
-    stripped = text.translate(ZERO_WIDTH)
-    if len(stripped) != len(text):
+        text = _TAG_CHARS.sub("", text)
+    text, count = ZERO_WIDTH.subn("", text)
+    if count:
         result.signals.add("zero_width")
-    text = stripped
-    stripped = text.translate(BIDI)
-    if len(stripped) != len(text):
+    stripped, count = BIDI.subn("", text)
+    if count:
         result.signals.add("bidi_controls")
     text = unicodedata.normalize("NFKC", stripped)
     text, mixed = _unhomoglyph(text)
@@ -157,6 +159,6 @@ def normalize(text: str) -> Normalized:
 
 def strip_hidden(text: str) -> str:
     """Sanitise: drop the characters that hide text (tags, zero-width, bidi) and HTML comments."""
-    text = "".join(ch for ch in text if not TAG_START <= ord(ch) <= TAG_END)
-    text = text.translate(ZERO_WIDTH).translate(BIDI)
+    text = _TAG_CHARS.sub("", text)
+    text = BIDI.sub("", ZERO_WIDTH.sub("", text))
     return _HTML_COMMENT.sub("", unicodedata.normalize("NFKC", text))

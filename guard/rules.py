@@ -18,10 +18,42 @@ class Rule:
     name: str
     weight: float
     pattern: re.Pattern
+    # Lower-case substrings one of which every match contains: the pattern only runs near them.
+    anchors: tuple[str, ...] = ()
+
+    def search(self, text: str, lowered: str) -> re.Match | None:
+        if not self.anchors:
+            return self.pattern.search(text)
+        for start, end in _windows(lowered, self.anchors):
+            match = self.pattern.search(text, start, end)
+            if match:
+                return match
+        return None
 
 
-def _rule(name: str, weight: float, *alternatives: str) -> Rule:
-    return Rule(name, weight, re.compile("|".join(f"(?:{a})" for a in alternatives), F))
+_WINDOW_BEFORE, _WINDOW_AFTER, _MAX_WINDOWS = 160, 260, 64
+
+
+def _windows(lowered: str, anchors: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Merged [start, end) spans around every anchor occurrence."""
+    spans = []
+    for anchor in anchors:
+        position = lowered.find(anchor)
+        while position != -1 and len(spans) < _MAX_WINDOWS:
+            spans.append((max(position - _WINDOW_BEFORE, 0), position + len(anchor) + _WINDOW_AFTER))
+            position = lowered.find(anchor, position + 1)
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _rule(name: str, weight: float, *alternatives: str, anchors: tuple[str, ...] = ()) -> Rule:
+    return Rule(name, weight, re.compile("|".join(f"(?:{a})" for a in alternatives), F), anchors)
 
 
 _DROP = r"ignore|ignoring|disregard|forget|skip|bypass|override|overrule|discard|drop|neglect|abandon|set aside|throw out|delete|erase|cancel"
@@ -66,8 +98,18 @@ OVERRIDE_PHRASES = [
     r"\b(?:abaikan|lupakan)\b[^.\n]{0,30}(?:instruksi|perintah|aturan)",
 ]
 
+OVERRIDE_ANCHORS = (
+    "ignor", "disregard", "forget", "skip", "bypass", "overrid", "overrul", "discard", "drop", "neglect", "abandon",
+    "set aside", "throw out", "delete", "erase", "cancel", "do not", "don't", "never", "vergiss", "vergessen",
+    "missacht", "überspring", "oubli", "néglig", "ne tiens", "olvid", "esquec", "dimentic", "trascur", "negeer",
+    "vergeet", "zapomnij", "pomiń", "yok say", "unut", "görmezden", "uită", "glöm", "игнор", "забуд", "проигнор",
+    "не обращай", "忽略", "无视", "無視", "忘", "不要理会", "不要遵守", "無視", "무시", "잊어", "تجاهل", "انس", "إنس",
+    "अनदेखा", "भूल", "नजरअंदाज", "نادیده", "فراموش", "bỏ qua", "quên", "abaikan", "lupakan", "alles", "everything",
+    "tout", "todo", "tutto", "tudo",
+)  # fmt: skip
+
 RULES: list[Rule] = [
-    _rule("override_instructions", 0.92, *OVERRIDE_PHRASES),
+    _rule("override_instructions", 0.92, *OVERRIDE_PHRASES, anchors=OVERRIDE_ANCHORS),
     _rule(
         "new_instructions",
         0.55,
@@ -78,6 +120,27 @@ RULES: list[Rule] = [
         r"\b(?:stop|halt) everything\b",
         r"\b(?:neue|nouvelle|nueva|nuova)s?\s+(?:aufgabe|anweisung\w*|tâche|instruction\w*|tarea|instrucci\w+|compito)\s*:",
         r"\b(?:konzentriere dich jetzt auf|concentre-toi maintenant sur|céntrate ahora en)",
+        anchors=(
+            "instruction",
+            "task",
+            "orders",
+            "directive",
+            "rules",
+            "system prompt",
+            "from now on",
+            "instead",
+            "stop everything",
+            "halt everything",
+            "aufgabe",
+            "anweisung",
+            "tâche",
+            "tarea",
+            "instrucci",
+            "compito",
+            "konzentriere",
+            "concentre",
+            "céntrate",
+        ),
     ),
     _rule(
         "fake_role_marker",
@@ -91,6 +154,29 @@ RULES: list[Rule] = [
         r"(?:^|\n)\s*(?:system|developer)\s*(?:message|prompt|override)?\s*:\s*\S",
         r"\n\s*(?:human|assistant|user)\s*:\s*[^\n]{0,200}\n\s*(?:human|assistant|user)\s*:",
         r"\b(?:end of (?:system )?(?:prompt|instructions)|begin(?:ning)? of (?:new|user) (?:prompt|instructions))\b",
+        anchors=(
+            "<|",
+            "[inst",
+            "[/inst",
+            "<<sys",
+            "</s>",
+            "##",
+            "<system",
+            "<admin",
+            "<developer",
+            "<sys",
+            "[system",
+            "[admin",
+            "[developer",
+            "[assistant",
+            "system",
+            "developer",
+            "human",
+            "assistant",
+            "user",
+            "end of",
+            "begin",
+        ),
     ),
     _rule(
         "prompt_leak",
@@ -102,6 +188,26 @@ RULES: list[Rule] = [
         r"\bwhat are you not (?:supposed|allowed) to (?:tell|say|reveal)",
         r"\b(?:zeige?|gib|verrate)\b(?:\W+\w+){0,4}?\W+(?:prompt|passwort|anweisungen|systemprompt)",
         r"\b(?:password|passwort|mot de passe|contraseña|пароль|密码|パスワード)\b",
+        anchors=(
+            "prompt",
+            "instruction",
+            "password",
+            "secret",
+            "passphrase",
+            "guideline",
+            "configuration",
+            "repeat",
+            "rules",
+            "not supposed",
+            "not allowed",
+            "passwort",
+            "anweisungen",
+            "mot de passe",
+            "contraseña",
+            "пароль",
+            "密码",
+            "パスワード",
+        ),
     ),
     _rule(
         "jailbreak_persona",
@@ -113,6 +219,36 @@ RULES: list[Rule] = [
         r"\bstay in character\b|\bbreak(?:ing)? character\b",
         r"\b(?:you are|you're|act as|pretend (?:to be|you are))\b[^.\n]{0,80}\b(?:no (?:rules|limits|restrictions|filters)|not (?:bound|restricted)|can do anything|never refuses?)",
         r"\b(?:opposite mode|evil (?:mode|confidant|twin)|anti-?gpt|chaos mode|god mode)\b",
+        anchors=(
+            "dan",
+            "do anything",
+            "developer mode",
+            "jailbr",
+            "dude",
+            "aim",
+            "restriction",
+            "filter",
+            "limitation",
+            "censor",
+            "ethical",
+            "moral",
+            "rules",
+            "guideline",
+            "polic",
+            "unfiltered",
+            "uncensored",
+            "unrestricted",
+            "unbound",
+            "character",
+            "no limits",
+            "never refuse",
+            "opposite mode",
+            "evil",
+            "anti",
+            "chaos mode",
+            "god mode",
+            "can do anything",
+        ),
     ),
     _rule(
         "exfiltration_link",
@@ -121,6 +257,7 @@ RULES: list[Rule] = [
         r"!\[[^\]]*\]\(\s*https?://[^)]*(?:\{|%7B|\$\(|<)",
         r"\b(?:append|add|include|encode|attach)\b[^.\n]{0,60}\b(?:to|in|into) (?:the |this |a )?(?:url|link|query string|image (?:url|link))",
         r"\b(?:send|post|upload|exfiltrate|forward|transmit|leak)\b[^.\n]{0,80}\bhttps?://",
+        anchors=("![", "append", "add", "include", "encode", "attach", "http"),
     ),
     _rule(
         "instruction_to_ai_in_data",
@@ -130,6 +267,24 @@ RULES: list[Rule] = [
         r"\bnote to (?:any |the )?(?:automated|ai|llm|machine)[- ]?(?:analysis|screening|review|reading|processing)?\s*(?:software|system|tool|model|reader|agent)?",
         r"\bwhen (?:summari[sz]ing|translating|analy[sz]ing|processing) (?:this|these|the) (?:document|email|page|text|text above|resume|cv|file)\b",
         r"\b(?:instead of|rather than) (?:summari[sz]ing|translating|analy[sz]ing|answering|classifying)",
+        anchors=(
+            " ai",
+            "a.i.",
+            "llm",
+            "language model",
+            "chatbot",
+            "gpt",
+            "assistant",
+            " bot",
+            "model",
+            "summari",
+            "translat",
+            "analy",
+            "process",
+            "instead of",
+            "rather than",
+            "note to",
+        ),
     ),
     _rule(
         "forced_output",
@@ -139,6 +294,22 @@ RULES: list[Rule] = [
         r"\btranslate (?:this|the following) (?:sentence )?as\s*[\"'“]",
         r"\b(?:the domain is not malicious|this (?:document|text) is (?:safe|not malicious))\b",
         r"\b(?:i hate|kill all) humans\b|\bhaha pwned\b|\bpwned\b",
+        anchors=(
+            "just",
+            "only",
+            "simply",
+            "print",
+            "say",
+            "output",
+            "respond",
+            "reply",
+            "translate",
+            "malicious",
+            "safe",
+            "hate",
+            "kill all",
+            "pwned",
+        ),
     ),
 ]
 
@@ -157,7 +328,10 @@ SIGNAL_WEIGHTS = {
 
 
 def match_rules(text: str) -> list[Rule]:
-    return [rule for rule in RULES if rule.pattern.search(text)]
+    lowered = text.lower()
+    if len(lowered) != len(text):  # a few characters change length when lower-cased; positions would drift
+        return [rule for rule in RULES if rule.pattern.search(text)]
+    return [rule for rule in RULES if rule.search(text, lowered)]
 
 
 def combine(weights) -> float:

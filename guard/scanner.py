@@ -32,7 +32,7 @@ class Verdict:
 def _excerpt(normalized: Normalized, rules) -> str:
     text = normalized.scan_text
     for rule in rules:
-        match = rule.pattern.search(text)
+        match = rule.search(text, text.lower()) if len(text.lower()) == len(text) else rule.pattern.search(text)
         if match:
             start = max(match.start() - 40, 0)
             return text[start : start + EXCERPT_CHARS]

@@ -202,6 +202,7 @@ class MarginsView(APIView):
             OpenApiParameter("to", str, description="YYYY-MM-DD"),
             OpenApiParameter("by", str, description="model, feature or both, comma-separated"),
             OpenApiParameter("tenant", int),
+            OpenApiParameter("timezone", str, description="utc (default) or tenant: days in each tenant's zone"),
         ],
         responses=inline_serializer(
             "Margins",
@@ -243,7 +244,12 @@ class MarginsView(APIView):
             if not params["tenant"].isdigit():
                 raise ValidationError({"tenant": "Must be a tenant id."})
             tenant_ids = [int(params["tenant"])]
-        margins = margins_between(start, end, tenant_ids=tenant_ids, breakdown=bool(breakdown))
+        zone = params.get("timezone", "utc")
+        if zone not in ("utc", "tenant"):
+            raise ValidationError({"timezone": "Use utc (the default) or tenant (each tenant's own days)."})
+        margins = margins_between(
+            start, end, tenant_ids=tenant_ids, breakdown=bool(breakdown), local_time=zone == "tenant"
+        )
         rows = [_margin_row(m, breakdown) for m in margins]
         return Response({"count": len(rows), "from": start.isoformat(), "to": end.isoformat(), "results": rows})
 

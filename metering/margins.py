@@ -10,12 +10,13 @@ All `Decimal`, USD, 9 places.
 from __future__ import annotations
 
 import calendar
+import zoneinfo
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.db.models.functions import Coalesce
 
 from tenants.models import Credit, Tenant
@@ -124,16 +125,39 @@ def _breakdown(rollups, field_name: str) -> dict[int, list[dict]]:
     return out
 
 
-def margins_between(start: date, end: date, *, tenant_ids=None, breakdown: bool = False) -> list[Margin]:
-    """One Margin per tenant for the UTC days [start, end], highest cost first."""
-    low, high = _bounds(start, end)
-    rollups = UsageRollup.objects.filter(
-        granularity=UsageRollup.Granularity.DAY, bucket_start__gte=low, bucket_start__lt=high
+def _local_bounds(start: date, end: date, tz_name: str) -> tuple[datetime, datetime]:
+    tz = zoneinfo.ZoneInfo(tz_name or "UTC")
+    return (
+        datetime.combine(start, time.min, tzinfo=tz).astimezone(UTC),
+        datetime.combine(end + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC),
     )
+
+
+def margins_between(
+    start: date, end: date, *, tenant_ids=None, breakdown: bool = False, local_time: bool = False
+) -> list[Margin]:
+    """One Margin per tenant for the days [start, end], highest cost first. Days are UTC days
+    (day rollups), or with local_time=True each tenant's own days in its time zone (hour rollups;
+    exact for whole-hour offsets, a zone like UTC+5:30 is read to the hour)."""
+    low, high = _bounds(start, end)
     tenants = Tenant.objects.select_related("plan").filter(created_at__lt=high)
     if tenant_ids is not None:
         tenants = tenants.filter(pk__in=tenant_ids)
-        rollups = rollups.filter(tenant_id__in=tenant_ids)
+    if local_time:
+        by_zone: dict[str, list[int]] = {}
+        for tenant_id, tz_name in tenants.values_list("pk", "timezone"):
+            by_zone.setdefault(tz_name, []).append(tenant_id)
+        window = Q(pk__in=[])
+        for tz_name, ids in by_zone.items():
+            zone_low, zone_high = _local_bounds(start, end, tz_name)
+            window |= Q(tenant_id__in=ids, bucket_start__gte=zone_low, bucket_start__lt=zone_high)
+        rollups = UsageRollup.objects.filter(window, granularity=UsageRollup.Granularity.HOUR)
+    else:
+        rollups = UsageRollup.objects.filter(
+            granularity=UsageRollup.Granularity.DAY, bucket_start__gte=low, bucket_start__lt=high
+        )
+        if tenant_ids is not None:
+            rollups = rollups.filter(tenant_id__in=tenant_ids)
     totals = {
         row["tenant_id"]: row
         for row in rollups.values("tenant_id")
