@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from spendplane.pagination import LedgerPagination
 
-from .margins import Margin, margins_between, month_range
+from .margins import Margin, margins_between, month_range, to_date
 from .models import AlertEvent, ModelRoute, PriceOverride, Provider, UsageEvent, WebhookEndpoint
 from .pricing import usd_str
 
@@ -234,6 +234,7 @@ class MarginsView(APIView):
                 start, end = month_range(params.get("period") or timezone.now().strftime("%Y-%m"))
         except (KeyError, ValueError):
             raise ValidationError({"period": "Use period=YYYY-MM, or from=YYYY-MM-DD&to=YYYY-MM-DD."}) from None
+        start, end = to_date(start, end, timezone.now().date())
         if end < start or (end - start).days > 366:
             raise ValidationError({"to": "'to' must follow 'from' by at most a year."})
         breakdown = {part.strip() for part in params.get("by", "").split(",") if part.strip()}

@@ -63,6 +63,12 @@ def _monthly_price(tenant: Tenant) -> Decimal:
     return Decimal(tenant.plan.monthly_price_usd if monthly is None else monthly)
 
 
+def to_date(start: date, end: date, today: date | None = None) -> tuple[date, date]:
+    """A period cut at today: revenue is earned day by day, and days to come have no cost yet."""
+    today = today or date.today()
+    return start, max(start, min(end, today))
+
+
 def daily_revenue(tenant: Tenant, day: date) -> Decimal:
     days = calendar.monthrange(day.year, day.month)[1]
     return (_monthly_price(tenant) / days).quantize(Q9, rounding=ROUND_HALF_UP)
@@ -199,7 +205,7 @@ def _jsonable(rows: list[dict]) -> list[dict]:
 
 def margin_report_compute(*, period: str, start: date) -> int:
     """(Re)compute the stored MarginReport of every tenant for one UTC day or month; idempotent."""
-    end = start if period == MarginReport.Period.DAY else month_range(start.strftime("%Y-%m"))[1]
+    end = start if period == MarginReport.Period.DAY else to_date(*month_range(start.strftime("%Y-%m")))[1]
     margins = margins_between(start, end, breakdown=True)
     with transaction.atomic():
         for m in margins:

@@ -260,6 +260,7 @@ class MarginReport(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "period", "period_start"], name="unique_margin_report"),
         ]
+        permissions = [("view_margins", "Can view the margin dashboards")]
 
     def __str__(self) -> str:
         return f"{self.tenant} {self.period} {self.period_start}: ${self.margin_usd}"

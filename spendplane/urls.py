@@ -36,4 +36,5 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz),
+    path("dashboard/", include("metering.urls")),
 ]

@@ -56,13 +56,14 @@ class CapChangeInline(admin.TabularInline):
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
     list_display = ["name", "external_id", "plan", "status", "effective_budget", "usage_link", "created_at"]
+    readonly_fields = ["usage_link"]
     list_filter = ["status", "plan"]
     search_fields = ["name", "external_id"]
     list_select_related = ["plan"]
     inlines = [BudgetInline, RateLimitInline, ApiKeyInline, CapChangeInline]
     actions = ["suspend", "resume", "reset_month", "rotate_keys"]
     fieldsets = [
-        (None, {"fields": ["name", "external_id", "plan", "status", "timezone"]}),
+        (None, {"fields": ["name", "external_id", "plan", "status", "timezone", "usage_link"]}),
         (
             "Limits (empty: the plan's value)",
             {"fields": ["monthly_budget_usd", "rpm_limit", "tpm_limit", "max_concurrency"]},
@@ -125,7 +126,8 @@ class TenantAdmin(admin.ModelAdmin):
     @admin.display(description="Ledger")
     def usage_link(self, tenant: Tenant):
         url = reverse("admin:metering_usageevent_changelist") + f"?tenant__id__exact={tenant.pk}"
-        return format_html('<a href="{}">usage events</a>', url)
+        dashboard = reverse("dashboard:tenant", args=[tenant.pk])
+        return format_html('<a href="{}">usage events</a> · <a href="{}">dashboard</a>', url, dashboard)
 
 
 @admin.register(ApiKey)

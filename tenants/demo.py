@@ -9,6 +9,7 @@ from django.db import transaction
 
 from . import services
 from .models import Plan, Tenant
+from .roles import roles_setup
 
 DEMO_PLANS = {
     "Starter": {"monthly_price_usd": Decimal("49"), "monthly_budget_usd": Decimal("5"), "rpm_limit": 60},
@@ -32,4 +33,11 @@ def seed_demo(*, admin_password: str = "admin") -> dict[str, str]:  # noqa: S107
     User = get_user_model()
     if not User.objects.filter(username="admin").exists():
         User.objects.create_superuser("admin", "admin@example.com", admin_password)
+    groups = roles_setup()
+    for name in ("finance", "support"):
+        user, created = User.objects.get_or_create(username=name, defaults={"is_staff": True})
+        if created:
+            user.set_password(name)
+            user.save()
+        user.groups.add(groups[name])
     return keys

@@ -258,23 +258,23 @@ def test_rollup_usage_prints_progress(tenants, capsys):
 
 def test_margins_can_follow_each_tenants_own_days(tenants):
     tokyo = tenants[2]  # Asia/Tokyo, UTC+9
-    new_york = tenants[1]  # America/New_York, UTC-5 in November
-    # 20:00 UTC on 30 Nov is already 1 Dec in Tokyo, still 30 Nov in New York
-    record(tokyo, datetime(2026, 11, 30, 20, 0, tzinfo=UTC), request_id="tokyo")
-    record(new_york, datetime(2026, 12, 1, 3, 0, tzinfo=UTC), request_id="ny")  # 30 Nov, 22:00 in New York
-    rollups.rollup_usage(now=datetime(2026, 12, 2, tzinfo=UTC))
+    new_york = tenants[1]  # America/New_York, still UTC-4 early on 1 Nov 2026
+    # 20:00 UTC on 31 Oct is already 1 Nov in Tokyo; 03:00 UTC on 1 Nov is still 31 Oct in New York
+    record(tokyo, datetime(2026, 10, 31, 20, 0, tzinfo=UTC), request_id="tokyo")
+    record(new_york, datetime(2026, 11, 1, 3, 0, tzinfo=UTC), request_id="ny")
+    rollups.rollup_usage(now=datetime(2026, 11, 2, tzinfo=UTC))
     cost = RATES.cost_for(Usage(prompt_tokens=1000, completion_tokens=100))
 
-    def november(local_time):
+    def october(local_time):
         return {
             m.tenant_id: m.cost_usd
-            for m in margins_between(date(2026, 11, 1), date(2026, 11, 30), local_time=local_time)
+            for m in margins_between(date(2026, 10, 1), date(2026, 10, 31), local_time=local_time)
         }
 
-    utc, local = november(False), november(True)
+    utc, local = october(False), october(True)
     assert (utc[tokyo.pk], utc[new_york.pk]) == (cost, Decimal(0))
     assert (local[tokyo.pk], local[new_york.pk]) == (Decimal(0), cost)
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {MASTER_KEY}")
-    rows = api.get("/api/v1/margins/", {"period": "2026-11", "timezone": "tenant"}).json()["results"]
+    rows = api.get("/api/v1/margins/", {"period": "2026-10", "timezone": "tenant"}).json()["results"]
     assert {r["tenant"]: Decimal(r["cost_usd"]) for r in rows}[new_york.pk] == cost

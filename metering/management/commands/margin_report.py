@@ -3,7 +3,7 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from metering.margins import margin_report_compute, margins_between, month_range
+from metering.margins import margin_report_compute, margins_between, month_range, to_date
 from metering.pricing import usd_str
 
 
@@ -20,7 +20,7 @@ class Command(BaseCommand):
                 start = end = date.fromisoformat(options["day"])
                 count = margin_report_compute(period="day", start=start)
             else:
-                start, end = month_range(options["period"] or timezone.now().strftime("%Y-%m"))
+                start, end = to_date(*month_range(options["period"] or timezone.now().strftime("%Y-%m")))
                 count = margin_report_compute(period="month", start=start)
         except ValueError as exc:
             raise CommandError(f"Bad period: {exc}") from None

@@ -1,0 +1,254 @@
+"""What the finance and support dashboards read: rollups and margins, cached under the rollup
+watermark (a new rollup run means new numbers), plus a few live reads of the ledger."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from django.core.cache import cache
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from guard.models import GuardEvent
+from tenants.models import Tenant
+from tenants.principal import Principal
+
+from .budgets import budget_status
+from .margins import margins_between, month_range, to_date
+from .models import AlertEvent, RollupState, UsageEvent, UsageRollup
+
+ZERO = Decimal("0")
+CACHE_SECONDS = 60
+SORTS = {
+    "name": lambda r: r.name.lower(),
+    "revenue": lambda r: r.revenue,
+    "cost": lambda r: r.cost,
+    "margin": lambda r: r.margin,
+    "margin_pct": lambda r: r.margin_pct if r.margin_pct is not None else Decimal("-1e9"),
+    "change": lambda r: r.change_pct if r.change_pct is not None else Decimal("-1e9"),
+    "budget": lambda r: r.budget_used_pct if r.budget_used_pct is not None else Decimal("-1"),
+}
+
+
+def _watermark() -> str:
+    state = RollupState.objects.filter(name="usage").only("recorded_through").first()
+    return state.recorded_through.isoformat() if state and state.recorded_through else "none"
+
+
+def cached(kind: str, *parts, compute):
+    """`compute()` cached for a minute under the rollup watermark."""
+    key = ":".join(["dash", kind, _watermark(), *map(str, parts)])
+    value = cache.get(key)
+    if value is None:
+        value = compute()
+        cache.set(key, value, CACHE_SECONDS)
+    return value
+
+
+def previous_period(period: str) -> str:
+    start, _ = month_range(period)
+    return (start - timedelta(days=1)).strftime("%Y-%m")
+
+
+@dataclass
+class MarginRow:
+    tenant_id: int
+    name: str
+    plan: str
+    revenue: Decimal
+    cost: Decimal
+    margin: Decimal
+    margin_pct: Decimal | None
+    previous_cost: Decimal
+    change_pct: Decimal | None
+    budget: Decimal | None
+    budget_used_pct: Decimal | None
+    requests: int
+
+    @property
+    def loss_making(self) -> bool:
+        return self.margin < 0
+
+
+def _percent(part: Decimal, whole: Decimal | None) -> Decimal | None:
+    if not whole:
+        return None
+    return (part / whole * 100).quantize(Decimal("0.1"))
+
+
+def margin_rows(period: str) -> list[MarginRow]:
+    """Every tenant's margin for a month, with the change in AI cost against the month before."""
+
+    def compute():
+        start, end = to_date(*month_range(period), timezone.now().date())
+        previous = {m.tenant_id: m.cost_usd for m in margins_between(*month_range(previous_period(period)))}
+        tenants = {t.pk: t for t in Tenant.objects.select_related("plan")}
+        rows = []
+        for m in margins_between(start, end):
+            tenant = tenants[m.tenant_id]
+            budget = tenant.effective_cap("monthly_budget_usd")
+            before = previous.get(m.tenant_id, ZERO)
+            rows.append(
+                MarginRow(
+                    tenant_id=m.tenant_id,
+                    name=m.tenant_name,
+                    plan=tenant.plan.name,
+                    revenue=m.revenue_usd,
+                    cost=m.cost_usd,
+                    margin=m.margin_usd,
+                    margin_pct=m.margin_pct,
+                    previous_cost=before,
+                    change_pct=_percent(m.cost_usd - before, before),
+                    budget=budget,
+                    budget_used_pct=_percent(m.cost_usd, budget),
+                    requests=m.requests,
+                )
+            )
+        return rows
+
+    return cached("margins", period, compute=compute)
+
+
+def filter_and_sort(rows: list[MarginRow], *, q: str = "", loss_only: bool = False, sort: str = "-cost"):
+    if q:
+        needle = q.lower()
+        rows = [r for r in rows if needle in r.name.lower() or needle in r.plan.lower()]
+    if loss_only:
+        rows = [r for r in rows if r.loss_making]
+    key = sort.lstrip("-")
+    if key not in SORTS:
+        key, sort = "cost", "-cost"
+    return sorted(rows, key=SORTS[key], reverse=sort.startswith("-"))
+
+
+def tenant_detail(tenant: Tenant, period: str) -> dict:
+    def compute():
+        start, end = month_range(period)
+        low = datetime.combine(start, datetime.min.time(), tzinfo=UTC)
+        high = datetime.combine(end + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+        days = UsageRollup.objects.filter(
+            granularity="day", tenant=tenant, bucket_start__gte=low, bucket_start__lt=high
+        )
+
+        def top(field: str, limit: int = 10):
+            return list(
+                days.values(field)
+                .annotate(
+                    requests=Coalesce(Sum("requests"), 0),
+                    tokens=Coalesce(Sum("prompt_tokens"), 0) + Coalesce(Sum("completion_tokens"), 0),
+                    cost=Coalesce(Sum("cost_usd"), ZERO),
+                )
+                .order_by("-cost", field)[:limit]
+            )
+
+        by_day = {
+            row["bucket_start"].date(): row["cost"]
+            for row in days.values("bucket_start").annotate(cost=Coalesce(Sum("cost_usd"), ZERO))
+        }
+        series = []
+        day = start
+        while day <= end:
+            series.append({"day": day, "cost": by_day.get(day, ZERO)})
+            day += timedelta(days=1)
+        margin = margins_between(*to_date(start, end, timezone.now().date()), tenant_ids=[tenant.pk])[0]
+        return {
+            "series": series,
+            "by_model": top("model"),
+            "by_feature": top("feature"),
+            "top_users": top("end_user"),
+            "margin": margin,
+        }
+
+    detail = cached("tenant", tenant.pk, period, compute=compute)
+    now = timezone.now()
+    budgets = []
+    for row in budget_status(Principal.for_tenant(tenant), at=now):
+        elapsed = (now - row["period_start"]) / (row["period_end"] - row["period_start"])
+        row["projected_usd"] = (row["spent_usd"] / Decimal(str(elapsed))) if elapsed > 0.02 else None
+        row["used_pct"] = _percent(row["spent_usd"], row["limit_usd"])
+        budgets.append(row)
+    return {
+        **detail,
+        "budgets": budgets,
+        "guard_events": list(GuardEvent.objects.filter(tenant=tenant)[:10]),
+        "alerts": list(AlertEvent.objects.filter(tenant=tenant)[:10]),
+    }
+
+
+def recent_requests(tenant: Tenant, limit: int = 20) -> list[UsageEvent]:
+    return list(UsageEvent.objects.filter(tenant=tenant).order_by("-created_at", "-id")[:limit])
+
+
+def chart_bars(series: list[dict], *, width: int = 720, height: int = 160) -> list[dict]:
+    """SVG bar geometry for a cost-by-day series (drawn by the template, no chart library)."""
+    top = max((point["cost"] for point in series), default=ZERO) or Decimal("1")
+    step = width / max(len(series), 1)
+    bars = []
+    for index, point in enumerate(series):
+        bar_height = float(point["cost"] / top) * (height - 20)
+        bars.append(
+            {
+                "x": round(index * step + 1, 1),
+                "y": round(height - bar_height, 1),
+                "width": round(max(step - 2, 1), 1),
+                "height": round(bar_height, 1),
+                "label": f"{point['day']:%d %b}: ${point['cost']:.4f}",
+            }
+        )
+    return bars
+
+
+def overview(now: datetime | None = None) -> dict:
+    """Platform totals for today and this month, and the tenants whose spend moved most."""
+    now = now or timezone.now()
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+    def compute():
+        events = UsageEvent.objects.filter(created_at__gte=today, tenant__isnull=False)
+        totals = events.aggregate(
+            requests=Count("id"),
+            errors=Count("id", filter=Q(status_code__gte=500)),
+            cost=Coalesce(Sum("cost_usd"), ZERO),
+        )
+        latencies = sorted(
+            float(v) for v in events.filter(status_code=200).values_list("latency_ms", flat=True)[:50_000]
+        )
+        month_start = today.replace(day=1)
+        month_cost = UsageRollup.objects.filter(granularity="day", bucket_start__gte=month_start).aggregate(
+            c=Coalesce(Sum("cost_usd"), ZERO)
+        )["c"]
+        period = now.strftime("%Y-%m")
+        rows = margin_rows(period)
+        movers = sorted(rows, key=lambda r: abs(r.cost - r.previous_cost), reverse=True)[:5]
+        return {
+            "spend_today": totals["cost"],
+            "spend_month": month_cost,
+            "requests_today": totals["requests"],
+            "error_rate": (totals["errors"] / totals["requests"] * 100) if totals["requests"] else 0.0,
+            "p50_ms": statistics.median(latencies) if latencies else None,
+            "p95_ms": latencies[int(len(latencies) * 0.95) - 1] if len(latencies) >= 20 else None,
+            "blocked_today": GuardEvent.objects.filter(created_at__gte=today, action="blocked").count(),
+            "loss_making": sum(1 for r in rows if r.loss_making),
+            "movers": movers,
+            "period": period,
+        }
+
+    return cached("overview", today.date(), compute=compute)
+
+
+def this_month() -> str:
+    return timezone.now().strftime("%Y-%m")
+
+
+def valid_period(value: str | None) -> str:
+    try:
+        start, _ = month_range(value or "")
+        if date(2000, 1, 1) <= start <= date(2100, 1, 1):
+            return start.strftime("%Y-%m")
+    except (ValueError, TypeError):
+        pass
+    return this_month()

@@ -1,0 +1,135 @@
+"""Finance and support dashboards (HTMX partials; every URL also works without JavaScript)."""
+
+from __future__ import annotations
+
+import csv
+
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import render
+
+from tenants.access import access_tenant
+
+from . import dashboards
+
+DASHBOARD_PERMISSION = "metering.view_margins"
+PAGE_SIZE = 25
+SORT_COLUMNS = [
+    ("revenue", "Revenue"),
+    ("cost", "AI cost"),
+    ("margin", "Margin"),
+    ("margin_pct", "Margin %"),
+    ("change", "Cost change"),
+    ("budget", "Spend vs budget"),
+]
+
+
+def _dashboard(view):
+    return login_required(permission_required(DASHBOARD_PERMISSION, raise_exception=True)(view))
+
+
+def _template(request, page: str, partial: str) -> str:
+    return f"{page}#{partial}" if request.htmx and not request.htmx.boosted else page
+
+
+@_dashboard
+def margins(request):
+    period = dashboards.valid_period(request.GET.get("period"))
+    q = request.GET.get("q", "").strip()[:100]
+    sort = request.GET.get("sort", "-cost")
+    loss_only = request.GET.get("loss") == "1"
+    rows = dashboards.filter_and_sort(dashboards.margin_rows(period), q=q, loss_only=loss_only, sort=sort)
+    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "period": period,
+        "previous": dashboards.previous_period(period),
+        "q": q,
+        "sort": sort,
+        "loss_only": loss_only,
+        "page": page,
+        "sort_columns": SORT_COLUMNS,
+        "totals": {
+            "revenue": sum(r.revenue for r in rows),
+            "cost": sum(r.cost for r in rows),
+            "margin": sum(r.margin for r in rows),
+            "count": len(rows),
+        },
+    }
+    return render(request, _template(request, "metering/margins.html", "margin-table"), context)
+
+
+@_dashboard
+def margins_csv(request):
+    period = dashboards.valid_period(request.GET.get("period"))
+    rows = dashboards.filter_and_sort(
+        dashboards.margin_rows(period), q=request.GET.get("q", ""), loss_only=request.GET.get("loss") == "1"
+    )
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="margins-{period}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(
+        [
+            "tenant",
+            "name",
+            "plan",
+            "revenue_usd",
+            "cost_usd",
+            "margin_usd",
+            "margin_pct",
+            "previous_cost_usd",
+            "change_pct",
+            "budget_usd",
+            "budget_used_pct",
+            "requests",
+        ]
+    )
+    for r in rows:
+        writer.writerow(
+            [
+                r.tenant_id,
+                r.name,
+                r.plan,
+                r.revenue,
+                r.cost,
+                r.margin,
+                r.margin_pct,
+                r.previous_cost,
+                r.change_pct,
+                r.budget,
+                r.budget_used_pct,
+                r.requests,
+            ]
+        )
+    return response
+
+
+@_dashboard
+def tenant(request, pk: int):
+    tenant = access_tenant(request.user, pk)
+    period = dashboards.valid_period(request.GET.get("period"))
+    detail = dashboards.tenant_detail(tenant, period)
+    context = {
+        "tenant": tenant,
+        "period": period,
+        "detail": detail,
+        "bars": dashboards.chart_bars(detail["series"]),
+        "requests": dashboards.recent_requests(tenant),
+        "can_edit_caps": request.user.has_perm("tenants.change_tenant"),
+    }
+    return render(request, "metering/tenant.html", context)
+
+
+@_dashboard
+def tenant_requests(request, pk: int):
+    tenant = access_tenant(request.user, pk)
+    return render(
+        request,
+        "metering/tenant.html#recent-requests",
+        {"tenant": tenant, "requests": dashboards.recent_requests(tenant)},
+    )
+
+
+@_dashboard
+def overview(request):
+    return render(request, "metering/overview.html", {"o": dashboards.overview()})

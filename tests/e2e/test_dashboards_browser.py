@@ -1,0 +1,188 @@
+"""The finance and support console in a real browser (Debian's Chromium driven by Playwright).
+
+Screenshots of each page land in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from metering.pricing import Rates, Usage
+from metering.rollups import rollup_usage
+from metering.services import LedgerEntry, usage_record
+from tenants.models import CapChange, Plan, Tenant
+from tenants.roles import roles_setup
+from tests.conftest import MASTER_KEY
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian's chromium (apt-get install chromium)"),
+]
+
+
+@pytest.fixture
+def browser():
+    # Playwright's sync API runs an event loop in this thread; the ORM calls in the test are still sync.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        yield browser
+        browser.close()
+
+
+def spend(tenant, request_id, *, tokens, when):
+    usage_record(
+        entry=LedgerEntry(
+            request_id=request_id,
+            endpoint="chat.completions",
+            created_at=when,
+            status_code=200,
+            latency_ms=40,
+            tenant_id=tenant.pk,
+            model="gpt-4o",
+            feature="assistant",
+            end_user=f"user-{request_id[-1]}",
+            usage=Usage(prompt_tokens=tokens, completion_tokens=tokens // 4),
+            usage_source="provider",
+            rates=Rates(Decimal("2.5"), Decimal("10"), Decimal("1.25"), Decimal("2.5"), "test"),
+        )
+    )
+
+
+@pytest.fixture
+def customers(db):
+    cheap = Plan.objects.create(name="Starter", monthly_price_usd=Decimal("0.30"), monthly_budget_usd=Decimal("5"))
+    rich = Plan.objects.create(name="Enterprise", monthly_price_usd=Decimal("900"))
+    now = timezone.now()
+    created = now - timedelta(days=70)
+    tenants = {}
+    for name, plan, tokens in (("Acme", rich, 400_000), ("Globex", cheap, 300_000), ("Initech", rich, 50_000)):
+        tenant = Tenant.objects.create(name=name, external_id=name.lower(), plan=plan)
+        Tenant.objects.filter(pk=tenant.pk).update(created_at=created)
+        for i in range(4):
+            spend(tenant, f"{name}-now-{i}", tokens=tokens, when=now - timedelta(minutes=5 + i))
+            spend(tenant, f"{name}-old-{i}", tokens=tokens // 2, when=now.replace(day=1) - timedelta(days=3, hours=i))
+        tenants[name] = tenant
+    rollup_usage(now=now + timedelta(minutes=1))
+    groups = roles_setup()
+    for role in ("finance", "support"):
+        user = User.objects.create_user(role, password=f"{role}-pw", is_staff=True)
+        user.groups.add(groups[role])
+    return tenants
+
+
+def log_in(page, base: str, role: str, next_url: str) -> None:
+    page.goto(f"{base}/admin/login/?next={next_url}")
+    page.fill("#id_username", role)
+    page.fill("#id_password", f"{role}-pw")
+    page.click("input[type=submit]")
+    page.wait_for_load_state("networkidle")
+
+
+def api_margins(period: str) -> dict[int, dict]:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {MASTER_KEY}")
+    return {row["tenant"]: row for row in client.get("/api/v1/margins/", {"period": period}).json()["results"]}
+
+
+def test_finance_switches_period_sorts_and_drills_into_a_tenant(live_server, browser, customers):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    base = live_server.url
+    log_in(page, base, "finance", "/dashboard/")
+    assert page.url.startswith(f"{base}/dashboard/")
+    period = timezone.now().strftime("%Y-%m")
+    expected = api_margins(period)
+    globex = customers["Globex"]
+    row = page.locator(f"tr[data-tenant='{globex.pk}']")
+    assert Decimal(row.locator("td[data-col=cost]").get_attribute("data-value")) == Decimal(
+        expected[globex.pk]["cost_usd"]
+    )
+    assert Decimal(row.locator("td[data-col=margin]").get_attribute("data-value")) == Decimal(
+        expected[globex.pk]["margin_usd"]
+    )
+    assert row.locator(".flag").inner_text() == "loss"  # $0.30 of revenue against dollars of AI cost
+    page.screenshot(path=str(ARTIFACTS / "dashboard-margins.png"), full_page=True)
+
+    # sort by margin, ascending then descending, in place (HTMX) and in the URL
+    page.click("th a[data-sort=margin]")
+    page.wait_for_function("() => location.search.includes('sort=')")
+    page.wait_for_load_state("networkidle")
+    names = page.locator("#margin-table tbody tr td:first-child a").all_inner_texts()
+    margins = [Decimal(expected[t.pk]["margin_usd"]) for t in sorted(customers.values(), key=lambda t: t.name)]
+    assert names[0] == max(customers.values(), key=lambda t: Decimal(expected[t.pk]["margin_usd"])).name
+    assert len(names) == len(margins)
+    page.click("th a[data-sort=margin]")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(300)
+    assert page.locator("#margin-table tbody tr td:first-child a").first.inner_text() == "Globex"
+
+    # switch to last month: the table follows, with the API's numbers for that month
+    previous = (timezone.now().replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    page.fill("input[name=period]", previous)
+    page.dispatch_event("input[name=period]", "change")
+    page.wait_for_function(f"() => location.search.includes('period={previous}')")
+    page.wait_for_load_state("networkidle")
+    last_month = api_margins(previous)
+    acme = customers["Acme"]
+    cell = page.locator(f"tr[data-tenant='{acme.pk}'] td[data-col=cost]")
+    assert Decimal(cell.get_attribute("data-value")) == Decimal(last_month[acme.pk]["cost_usd"])
+
+    # drill into a tenant: its page shows the same numbers as the API
+    page.goto(f"{base}/dashboard/?period={period}")
+    page.click(f"tr[data-tenant='{acme.pk}'] td:first-child a")
+    page.wait_for_load_state("networkidle")
+    assert Decimal(page.get_attribute("#cost", "data-value")) == Decimal(expected[acme.pk]["cost_usd"])
+    assert Decimal(page.get_attribute("#revenue", "data-value")) == Decimal(expected[acme.pk]["revenue_usd"])
+    assert page.locator("#recent-requests tr").count() == 1 + 8
+    assert page.locator("svg rect").count() >= 28
+    page.screenshot(path=str(ARTIFACTS / "dashboard-tenant.png"), full_page=True)
+    page.goto(f"{base}/dashboard/overview/")
+    assert page.inner_text("#requests-today") == str(4 * 3)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
+
+
+def test_every_dashboard_url_works_without_javascript(live_server, browser, customers):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    log_in(page, live_server.url, "finance", "/dashboard/")
+    page.goto(f"{live_server.url}/dashboard/?sort=name&q=glob")
+    names = page.locator("#margin-table tbody tr td:first-child a").all_inner_texts()
+    assert names == ["Globex"]
+
+
+def test_support_edits_a_cap_in_the_admin_and_finance_cannot(live_server, browser, customers):
+    acme = customers["Acme"]
+    support = browser.new_page()
+    log_in(support, live_server.url, "support", f"/admin/tenants/tenant/{acme.pk}/change/")
+    support.fill("#id_monthly_budget_usd", "42.5")
+    support.click("input[name=_continue]")
+    support.wait_for_load_state("networkidle")
+    assert "Cap history" in support.content()
+    assert support.locator("text=support").first.is_visible()
+    support.screenshot(path=str(ARTIFACTS / "admin-tenant-support.png"), full_page=True)
+    change = CapChange.objects.get(tenant=acme)
+    assert (change.actor_label, change.after) == ("support", {"monthly_budget_usd": "42.5"})
+
+    finance = browser.new_context().new_page()
+    log_in(finance, live_server.url, "finance", f"/admin/tenants/tenant/{acme.pk}/change/")
+    assert finance.locator("input[name=_save]").count() == 0
+    assert finance.locator("#id_monthly_budget_usd").count() == 0  # read-only view
+    finance.screenshot(path=str(ARTIFACTS / "admin-tenant-finance.png"), full_page=True)
