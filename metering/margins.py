@@ -157,16 +157,22 @@ def margins_between(
         for tz_name, ids in by_zone.items():
             zone_low, zone_high = _local_bounds(start, end, tz_name)
             window |= Q(tenant_id__in=ids, bucket_start__gte=zone_low, bucket_start__lt=zone_high)
-        rollups = UsageRollup.objects.filter(window, granularity=UsageRollup.Granularity.HOUR)
+        rollups = totals_from = UsageRollup.objects.filter(window, granularity=UsageRollup.Granularity.HOUR)
     else:
         rollups = UsageRollup.objects.filter(
             granularity=UsageRollup.Granularity.DAY, bucket_start__gte=low, bucket_start__lt=high
         )
         if tenant_ids is not None:
             rollups = rollups.filter(tenant_id__in=tenant_ids)
+        # Totals from the one-row-per-tenant-day rollups; the breakdowns need the detailed ones.
+        totals_from = UsageRollup.objects.filter(
+            granularity=UsageRollup.Granularity.TENANT_DAY, bucket_start__gte=low, bucket_start__lt=high
+        )
+        if tenant_ids is not None:
+            totals_from = totals_from.filter(tenant_id__in=tenant_ids)
     totals = {
         row["tenant_id"]: row
-        for row in rollups.values("tenant_id")
+        for row in totals_from.values("tenant_id")
         .annotate(
             requests=Coalesce(Sum("requests"), 0),
             prompt=Coalesce(Sum("prompt_tokens"), 0),

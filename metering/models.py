@@ -194,6 +194,8 @@ class UsageRollup(models.Model):
     class Granularity(models.TextChoices):
         HOUR = "hour"
         DAY = "day"
+        # One row per tenant and day (model, feature, end user empty): what margin tables read.
+        TENANT_DAY = "tday", "tenant day"
 
     granularity = models.CharField(max_length=4, choices=Granularity.choices)
     bucket_start = models.DateTimeField()

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, Sum, Value
 from django.db.models.functions import Coalesce, TruncDay, TruncHour
 from django.utils import timezone
 
@@ -128,11 +128,14 @@ def recompute_hours(start: datetime, end: datetime, recorded_through: datetime) 
 
 
 def recompute_days(days: list[datetime]) -> None:
-    """Replace the day rollups of the given UTC days with the sum of their hour rollups."""
+    """Replace the day rollups of the given UTC days with the sum of their hour rollups, and the
+    tenant-day totals with the sum of those."""
     for day in days:
         end = day + timedelta(days=1)
         with transaction.atomic():
-            UsageRollup.objects.filter(granularity=UsageRollup.Granularity.DAY, bucket_start=day).delete()
+            UsageRollup.objects.filter(
+                granularity__in=[UsageRollup.Granularity.DAY, UsageRollup.Granularity.TENANT_DAY], bucket_start=day
+            ).delete()
             aggregate = (
                 UsageRollup.objects.filter(
                     granularity=UsageRollup.Granularity.HOUR, bucket_start__gte=day, bucket_start__lt=end
@@ -142,6 +145,13 @@ def recompute_days(days: list[datetime]) -> None:
                 .order_by()
             )
             _insert_aggregate(UsageRollup.Granularity.DAY, aggregate, bucket=day)
+            totals = (
+                UsageRollup.objects.filter(granularity=UsageRollup.Granularity.DAY, bucket_start=day)
+                .values("tenant_id")
+                .annotate(model=Value(""), feature=Value(""), end_user=Value(""), **_sums("day"))
+                .order_by()
+            )
+            _insert_aggregate(UsageRollup.Granularity.TENANT_DAY, totals, bucket=day)
 
 
 def rollup_usage(
@@ -181,7 +191,7 @@ def rollup_mismatches(granularity: str = UsageRollup.Granularity.HOUR, *, until:
     until = until or (state.recorded_through if state else None)
     if until is None:
         return []
-    trunc = TruncHour if granularity == UsageRollup.Granularity.HOUR else TruncDay
+    trunc = TruncHour if granularity == UsageRollup.Granularity.HOUR else TruncDay  # tday: day totals too
     ledger = {
         (row["bucket"], row["tenant_id"]): (row["requests_"], row["cost_"], row["prompt_"], row["completion_"])
         for row in UsageEvent.objects.filter(tenant__isnull=False, recorded_at__lte=until)

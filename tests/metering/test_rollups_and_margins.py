@@ -104,10 +104,15 @@ def rollup_total(granularity, **filters) -> tuple[Decimal, int]:
 def test_rollups_equal_the_ledger_to_the_nanodollar_across_tenants_and_days(tenants):
     random_ledger(tenants)
     rollups.rollup_usage(now=NOW + timedelta(days=10))
-    assert rollup_total("hour") == ledger_total() == rollup_total("day")
+    assert rollup_total("hour") == ledger_total() == rollup_total("day") == rollup_total("tday")
     for tenant in tenants:
-        assert rollup_total("day", tenant=tenant) == ledger_total(tenant=tenant)
-    assert rollups.rollup_mismatches("hour") == [] and rollups.rollup_mismatches("day") == []
+        assert rollup_total("day", tenant=tenant) == ledger_total(tenant=tenant) == rollup_total("tday", tenant=tenant)
+    assert UsageRollup.objects.filter(granularity="tday", model="", feature="", end_user="").count() == (
+        UsageRollup.objects.filter(granularity="tday").count()
+    )
+    assert (
+        rollups.rollup_mismatches("hour") == rollups.rollup_mismatches("day") == rollups.rollup_mismatches("tday") == []
+    )
     call_command("check_rollups")
 
 

@@ -7,7 +7,7 @@ class Command(BaseCommand):
     help = "Prove the hour and day rollups add up to the ledger (rows recorded up to the watermark)."
 
     def handle(self, *args, **options):
-        problems = rollup_mismatches("hour") + rollup_mismatches("day")
+        problems = rollup_mismatches("hour") + rollup_mismatches("day") + rollup_mismatches("tday")
         for problem in problems[:50]:
             self.stdout.write(f"  {problem}")
         if problems:
