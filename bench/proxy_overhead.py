@@ -92,6 +92,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes.")
     parser.add_argument("--threads", type=int, default=16, help="Threads per worker.")
     parser.add_argument("--concurrency", default="1,32", help="Comma-separated wrk connection counts.")
+    parser.add_argument(
+        "--controls",
+        choices=["on", "off"],
+        default="on",
+        help="on: budget reservation, rpm/tpm/concurrency, loop throttle and guard; off: auth and ledger only.",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -121,15 +127,17 @@ def main() -> None:
 
     # Every control on, none of them tripping: a budget reserved against, rpm/tpm/concurrency
     # counted, the loop throttle fingerprinting each request.
+    on = args.controls == "on"
     plan, _ = Plan.objects.update_or_create(
         name="bench",
         defaults={
-            "monthly_budget_usd": Decimal("1000000"),
-            "rpm_limit": 10_000_000,
-            "tpm_limit": 1_000_000_000,
-            "max_concurrency": 10_000,
-            "loop_max_repeats": 1_000_000_000,
+            "monthly_budget_usd": Decimal("1000000") if on else None,
+            "rpm_limit": 10_000_000 if on else None,
+            "tpm_limit": 1_000_000_000 if on else None,
+            "max_concurrency": 10_000 if on else None,
+            "loop_max_repeats": 1_000_000_000 if on else 0,
             "loop_window_seconds": 60,
+            "guard_mode": "block" if on else "off",
         },
     )
     tenant, _ = Tenant.objects.get_or_create(external_id="bench", defaults={"name": "Bench", "plan": plan})
@@ -196,8 +204,9 @@ def main() -> None:
     db = env["DATABASE_URL"].split(":")[0]
     cache = "redis" if env.get("REDIS_URL") else "in-process"
     print(
-        f"\nSpendplane proxy overhead: mock upstream delay {args.latency_ms:g} ms, {args.workers} gunicorn workers "
-        f"x {args.threads} threads, database {db}, cache {cache}, {args.duration}s per run"
+        f"\nSpendplane proxy overhead, controls {args.controls}: mock upstream delay {args.latency_ms:g} ms, "
+        f"{args.workers} gunicorn workers x {args.threads} threads, database {db}, cache {cache}, "
+        f"{args.duration}s per run"
     )
     header = (
         "stream",

@@ -98,11 +98,13 @@ local tokens = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
 local n = #KEYS / 2
 local out = {}
+local least = -1
 for i = 1, n do
   local tpm = tonumber(ARGV[4 + (i - 1) * 2 + 1])
   local conc = tonumber(ARGV[4 + (i - 1) * 2 + 2])
   local used = tonumber(redis.call('GET', KEYS[(i - 1) * 2 + 1]) or '0')
   if tpm > 0 and used + tokens > tpm then return {0, i, 'tokens', used} end
+  if tpm > 0 and (least < 0 or tpm - used - tokens < least) then least = tpm - used - tokens end
   if conc > 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[(i - 1) * 2 + 2], '-inf', now)
     local inflight = redis.call('ZCARD', KEYS[(i - 1) * 2 + 2])
@@ -122,7 +124,7 @@ for i = 1, n do
     redis.call('PEXPIRE', KEYS[(i - 1) * 2 + 2], ttl)
   end
 end
-return {1, 0, '', 0}
+return {1, 0, '', least}
 """
 
 _RELEASE_SCRIPT = """
@@ -171,12 +173,15 @@ class LocalCounters:
 
     def admit(self, keys: list[str], args: list) -> list:
         now, request_id, tokens, ttl = float(args[0]), args[1], int(args[2]), float(args[3])
+        least = -1
         with self.lock:
             for i in range(len(keys) // 2):
                 tpm, conc = int(args[4 + i * 2]), int(args[5 + i * 2])
                 used = self.tokens.get(keys[i * 2], 0)
                 if tpm and used + tokens > tpm:
                     return [0, i + 1, b"tokens", used]
+                if tpm and (least < 0 or tpm - used - tokens < least):
+                    least = tpm - used - tokens
                 slots = self.slots.setdefault(keys[i * 2 + 1], {})
                 for rid in [r for r, expiry in slots.items() if expiry <= now]:
                     del slots[rid]
@@ -191,7 +196,7 @@ class LocalCounters:
             if len(self.tokens) > 10_000:
                 current = f":{_minute(time.time())}"
                 self.tokens = {k: v for k, v in self.tokens.items() if k.endswith(current)}
-        return [1, 0, b"", 0]
+        return [1, 0, b"", least]
 
     def release(self, token_keys: list[str], concurrency_keys: list[str], request_id: str, correction: int) -> None:
         with self.lock:
@@ -264,7 +269,7 @@ def limits_admit(
     for rule in metered:
         keys += [_key(principal.tenant_id, rule, "tpm", minute), _key(principal.tenant_id, rule, "inflight")]
         args += [rule.tpm or 0, rule.concurrency or 0]
-    ok, index, kind, _used = counters().admit(keys, args)
+    ok, index, kind, figure = counters().admit(keys, args)  # figure: tokens used (refused) or left (admitted)
     if not ok:
         rule = metered[index - 1]
         kind = kind.decode() if isinstance(kind, bytes) else kind
@@ -277,6 +282,7 @@ def limits_admit(
     if token_rules:
         tightest = min(token_rules, key=lambda r: r.tpm)
         grant.headers["x-ratelimit-limit-tokens"] = str(tightest.tpm)
+        grant.headers["x-ratelimit-remaining-tokens"] = str(max(int(figure), 0))
     return grant
 
 

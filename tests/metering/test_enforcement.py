@@ -160,7 +160,9 @@ def test_requests_per_minute_are_limited_with_retry_after(openai_client, alice):
 def test_tokens_per_minute_are_limited(openai_client, alice):
     alice.tenant.tpm_limit = 60
     alice.tenant.save()
-    chat(openai_client, max_tokens=20)  # ~28 tokens counted
+    first = chat(openai_client, max_tokens=20)  # ~28 tokens counted
+    assert first.headers["x-ratelimit-limit-tokens"] == "60"
+    assert 0 < int(first.headers["x-ratelimit-remaining-tokens"]) < 60
     chat(openai_client, max_tokens=20)
     with pytest.raises(openai.RateLimitError) as caught:
         chat(openai_client, max_tokens=20)
