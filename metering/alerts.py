@@ -94,7 +94,8 @@ def _budget_alerts(tenant: Tenant, now: datetime) -> list[AlertEvent]:
         limit = _limit_for(principal, tenant_rules, counter, now)
         if not limit:
             continue
-        pct = counter.spent_usd / limit * 100
+        spent = counter.spent()
+        pct = spent / limit * 100
         who = f"{counter.scope} {counter.subject}".strip()
         for threshold in DEFAULT_THRESHOLDS:
             key = f"budget:{counter.pk}:{threshold}"
@@ -103,13 +104,11 @@ def _budget_alerts(tenant: Tenant, now: datetime) -> list[AlertEvent]:
                 "subject": counter.subject,
                 "period": counter.period_key,
                 "threshold_pct": threshold,
-                "spent_usd": _money(counter.spent_usd),
+                "spent_usd": _money(spent),
                 "limit_usd": _money(limit),
             }
             if pct >= threshold:
-                message = (
-                    f"{tenant.name}: {who} budget at {pct:.0f}% (${_money(counter.spent_usd)} of ${_money(limit)})"
-                )
+                message = f"{tenant.name}: {who} budget at {pct:.0f}% (${_money(spent)} of ${_money(limit)})"
                 events.append(_transition(tenant.pk, "budget_threshold", key, "fired", message, data))
             else:
                 message = f"{tenant.name}: {who} budget back under {threshold}%"
@@ -118,7 +117,7 @@ def _budget_alerts(tenant: Tenant, now: datetime) -> list[AlertEvent]:
             start, end = counter.period_start, counter.period_end
             elapsed = (now - start) / (end - start)
             if elapsed >= 0.1:
-                projected = counter.spent_usd / Decimal(str(elapsed))
+                projected = spent / Decimal(str(elapsed))
                 key = f"projection:{counter.pk}"
                 data = {"projected_usd": _money(projected), "limit_usd": _money(limit), "period": counter.period_key}
                 if projected > limit:

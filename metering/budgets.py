@@ -9,6 +9,7 @@ Redis never holds a budget.
 
 from __future__ import annotations
 
+import zlib
 import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ from django.utils import timezone
 from tenants.models import EVERY_SUBJECT, Budget, Scope
 from tenants.principal import BudgetSpec, Principal
 
-from .models import BudgetCounter, BudgetReservation, UsageEvent
+from .models import BudgetCounter, BudgetReservation, BudgetSpend, UsageEvent
 
 ZERO = Decimal("0")
 
@@ -157,7 +158,7 @@ def _counter_for(tenant_id: int, rule: BudgetRule, tz_name: str, at: datetime) -
     if counter is None:
         spent = ledger_spend(tenant_id, rule.scope, rule.subject, start, end)
         BudgetCounter.objects.bulk_create(
-            [BudgetCounter(**lookup, period_start=start, period_end=end, spent_usd=spent)], ignore_conflicts=True
+            [BudgetCounter(**lookup, period_start=start, period_end=end, base_usd=spent)], ignore_conflicts=True
         )
         counter = BudgetCounter.objects.get(**lookup)
     return counter
@@ -197,21 +198,13 @@ def _reserve_once(principal: Principal, request_id: str, rules: list[BudgetRule]
         _commit_without_waiting_for_disk()
         counter_ids = [_counter_id(principal.tenant_id, rule, principal.tenant_timezone, at) for rule in rules]
         ids = sorted(set(counter_ids))
-        spent = dict(
-            BudgetCounter.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", "spent_usd")
-        )
-        if len(spent) != len(ids):
+        locked = list(BudgetCounter.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
+        if len(locked) != len(ids):
             raise _StaleCounterIds
         # A separate statement, on purpose: under READ COMMITTED a statement that waited for the lock
-        # still reads other tables as of its start, so a sum taken in the locking statement would miss
-        # the reservation the previous holder just committed (measured: overshoot in the e2e test).
-        held = dict(
-            BudgetReservation.objects.filter(counter_id__in=ids, expires_at__gt=at)
-            .values("counter_id")
-            .annotate(total=Sum("amount_usd"))
-            .values_list("counter_id", "total")
-        )
-        state = {pk: (spent[pk], held.get(pk, ZERO)) for pk in ids}
+        # still reads other tables as of its start, so sums taken in the locking statement would miss
+        # what the previous holder just committed (measured: overshoot in the e2e test).
+        state = _spent_and_held(ids, at)
         remaining: Decimal | None = None
         for rule, counter_id in zip(rules, counter_ids, strict=True):
             spent, reserved = state[counter_id]
@@ -231,20 +224,59 @@ def _reserve_once(principal: Principal, request_id: str, rules: list[BudgetRule]
     return Admission(remaining_usd=remaining, reserved=True)
 
 
+_SPENT_AND_HELD = """
+SELECT c.id, c.base_usd,
+       COALESCE((SELECT SUM(s.spent_usd) FROM {spend} s WHERE s.counter_id = c.id), 0),
+       COALESCE((SELECT SUM(r.amount_usd) FROM {reservation} r WHERE r.counter_id = c.id AND r.expires_at > %s), 0)
+FROM {counter} c WHERE c.id IN ({ids})
+"""
+
+
+def _spent_and_held(ids: list[int], at: datetime) -> dict[int, tuple[Decimal, Decimal]]:
+    """(spent, reserved) per counter, read in one statement."""
+    sql = _SPENT_AND_HELD.format(
+        spend=BudgetSpend._meta.db_table,
+        reservation=BudgetReservation._meta.db_table,
+        counter=BudgetCounter._meta.db_table,
+        ids=", ".join(["%s"] * len(ids)),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [connection.ops.adapt_datetimefield_value(at), *ids])
+        rows = cursor.fetchall()
+    return {pk: (_decimal(base) + _decimal(spent), _decimal(held)) for pk, base, spent, held in rows}
+
+
+def _decimal(value) -> Decimal:
+    """SQLite returns sums of decimals as floats or strings; PostgreSQL as Decimal. 9 places."""
+    return Decimal(str(value)).quantize(Decimal("0.000000001"))
+
+
+SPEND_SHARDS = 8
+_UPSERT_SPEND = (
+    "INSERT INTO {spend} (counter_id, shard, spent_usd) VALUES {values} "
+    "ON CONFLICT (counter_id, shard) DO UPDATE SET spent_usd = {spend}.spent_usd + excluded.spent_usd"
+)
+
+
 def budget_settle(*, request_id: str, cost: Decimal | None) -> None:
-    """Turn a request's reservations into its actual cost. Call inside the ledger row's transaction."""
+    """Turn a request's reservations into its actual cost. Call inside the ledger row's transaction.
+    The cost goes to one shard per counter, picked by the request id."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"DELETE FROM {BudgetReservation._meta.db_table} WHERE request_id = %s RETURNING counter_id",  # noqa: S608
             [request_id],
         )
-        counter_ids = [row[0] for row in cursor.fetchall()]
-    if not counter_ids:
-        return
-    if cost:
-        from django.db.models import F
-
-        BudgetCounter.objects.filter(pk__in=counter_ids).update(spent_usd=F("spent_usd") + cost)
+        counter_ids = sorted(row[0] for row in cursor.fetchall())
+        if not counter_ids or not cost:
+            return
+        shard = zlib.crc32(request_id.encode()) % SPEND_SHARDS
+        sql = _UPSERT_SPEND.format(
+            spend=BudgetSpend._meta.db_table, values=", ".join(["(%s, %s, %s)"] * len(counter_ids))
+        )
+        params = []
+        for counter_id in counter_ids:
+            params += [counter_id, shard, connection.ops.adapt_decimalfield_value(cost, 18, 9)]
+        cursor.execute(sql, params)
 
 
 def budget_sweep(*, older_than: timedelta = timedelta(hours=1)) -> int:
@@ -259,7 +291,8 @@ def budget_reset_period(*, tenant_id: int, scope: str, subject: str, period: str
     rule = BudgetRule(scope, subject, period, ZERO, True)
     with transaction.atomic():
         counter = _counter_for(tenant_id, rule, tz_name, now)
-        BudgetCounter.objects.filter(pk=counter.pk).update(spent_usd=ZERO, reset_at=now)
+        BudgetCounter.objects.select_for_update().filter(pk=counter.pk).update(base_usd=ZERO, reset_at=now)
+        BudgetSpend.objects.filter(counter_id=counter.pk).delete()
         counter.refresh_from_db()
     return counter
 
@@ -276,14 +309,10 @@ def budget_status(principal: Principal, *, at: datetime | None = None) -> list[d
         counter = BudgetCounter.objects.filter(
             tenant_id=principal.tenant_id, scope=rule.scope, subject=rule.subject, period=rule.period, period_key=key
         ).first()
-        spent = (
-            counter.spent_usd if counter else ledger_spend(principal.tenant_id, rule.scope, rule.subject, start, end)
-        )
-        reserved = ZERO
         if counter:
-            reserved = counter.reservations.filter(expires_at__gt=at).aggregate(t=Coalesce(Sum("amount_usd"), ZERO))[
-                "t"
-            ]
+            spent, reserved = _spent_and_held([counter.pk], at)[counter.pk]
+        else:
+            spent, reserved = ledger_spend(principal.tenant_id, rule.scope, rule.subject, start, end), ZERO
         rows.append(
             {
                 "scope": rule.scope,
@@ -311,8 +340,9 @@ def budget_counter_drift(*, fix: bool = False) -> list[tuple[BudgetCounter, Deci
         with transaction.atomic():
             locked = BudgetCounter.objects.select_for_update().get(pk=counter.pk)
             expected = ledger_spend(locked.tenant_id, locked.scope, locked.subject, start, locked.period_end)
-            if locked.spent_usd != expected:
+            if locked.spent() != expected:
                 drifted.append((locked, expected))
                 if fix:
-                    BudgetCounter.objects.filter(pk=locked.pk).update(spent_usd=expected)
+                    BudgetSpend.objects.filter(counter_id=locked.pk).delete()
+                    BudgetCounter.objects.filter(pk=locked.pk).update(base_usd=expected)
     return drifted

@@ -145,7 +145,11 @@ class UsageEvent(models.Model):
 
 class BudgetCounter(models.Model):
     """Spend of one budget scope in one period: a cache of the ledger, updated in the same
-    transaction as each ledger row, so it never drifts from it."""
+    transaction as each ledger row, so it never drifts from it.
+
+    Spend = `base_usd` (the ledger's figure when the counter was made, or after a reset) plus its
+    `BudgetSpend` shards. Settlements add to one of several shards, so concurrent settlements of
+    one tenant do not queue on a single row while their ledger rows wait for the disk."""
 
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="budget_counters")
     scope = models.CharField(max_length=20)
@@ -154,7 +158,7 @@ class BudgetCounter(models.Model):
     period_key = models.CharField(max_length=20, help_text="2026-11 or 2026-11-27, in the tenant's time zone.")
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
-    spent_usd = models.DecimalField(max_digits=18, decimal_places=9, default=Decimal("0"))
+    base_usd = models.DecimalField(max_digits=18, decimal_places=9, default=Decimal("0"))
     reset_at = models.DateTimeField(null=True, blank=True, help_text="Spend before this moment was forgiven.")
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -166,7 +170,24 @@ class BudgetCounter(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.tenant_id} {self.scope}:{self.subject} {self.period_key} ${self.spent_usd}"
+        return f"{self.tenant_id} {self.scope}:{self.subject} {self.period_key}"
+
+    def spent(self) -> Decimal:
+        return self.base_usd + (self.spends.aggregate(total=models.Sum("spent_usd"))["total"] or Decimal("0"))
+
+
+class BudgetSpend(models.Model):
+    """One shard of a counter's settled spend (see BudgetCounter)."""
+
+    counter = models.ForeignKey(BudgetCounter, on_delete=models.CASCADE, related_name="spends")
+    shard = models.PositiveSmallIntegerField()
+    spent_usd = models.DecimalField(max_digits=18, decimal_places=9, default=Decimal("0"))
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["counter", "shard"], name="unique_spend_shard")]
+
+    def __str__(self) -> str:
+        return f"{self.counter_id}/{self.shard}: ${self.spent_usd}"
 
 
 class BudgetReservation(models.Model):

@@ -261,7 +261,7 @@ class TenantViewSet(
             actor=request.user,
             reason=data.get("reason", ""),
         )
-        return Response({"period_key": counter.period_key, "spent_usd": usd_str(counter.spent_usd)})
+        return Response({"period_key": counter.period_key, "spent_usd": usd_str(counter.spent())})
 
     @extend_schema(
         request=inline_serializer(

@@ -145,8 +145,8 @@ def budget_period_reset(
         tenant=tenant,
         actor=actor,
         what=f"reset {scope} {subject} spend for {key}".replace("  ", " "),
-        before={"spent_usd": old.spent_usd if old else None},
-        after={"spent_usd": counter.spent_usd},
+        before={"spent_usd": old.spent() if old else None},
+        after={"spent_usd": counter.spent()},
         reason=reason,
     )
     return counter

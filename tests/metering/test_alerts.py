@@ -51,7 +51,7 @@ def month_counter(tenant, spent: str):
         period_key=start.strftime("%Y-%m"),
         period_start=start,
         period_end=start + timedelta(days=31),
-        spent_usd=Decimal(spent),
+        base_usd=Decimal(spent),
     )
 
 
@@ -90,7 +90,7 @@ def test_a_budget_threshold_fires_once_and_recovers_once(alice, django_capture_o
     fired = [e for e in first if e.kind == "budget_threshold"]
     assert kinds(fired) == [("budget_threshold", "fired", 50), ("budget_threshold", "fired", 80)]
     assert [e for e in alerts.evaluate_alerts() if e.kind == "budget_threshold"] == []
-    BudgetCounter.objects.filter(pk=counter.pk).update(spent_usd=Decimal("30"))  # support reset part of it
+    BudgetCounter.objects.filter(pk=counter.pk).update(base_usd=Decimal("30"))  # support reset part of it
     recovered = [e for e in alerts.evaluate_alerts() if e.kind == "budget_threshold"]
     assert kinds(recovered) == [("budget_threshold", "recovered", 80)]
     assert [e for e in alerts.evaluate_alerts() if e.kind == "budget_threshold"] == []
@@ -107,7 +107,7 @@ def test_an_end_user_default_budget_alerts_per_user(alice):
         period_key=now.strftime("%Y-%m-%d"),
         period_start=now - timedelta(hours=1),
         period_end=now + timedelta(hours=1),
-        spent_usd=Decimal("2.5"),
+        base_usd=Decimal("2.5"),
     )
     events = [e for e in alerts.evaluate_alerts() if e.kind == "budget_threshold"]
     assert {e.data["threshold_pct"] for e in events} == {50, 80, 100}
@@ -124,7 +124,7 @@ def test_projected_overspend_fires_at_the_current_burn_rate(alice):
         period_key="p",
         period_start=start,
         period_end=start + timedelta(days=30),
-        spent_usd=Decimal("20"),  # 1/3 elapsed → $60 projected
+        base_usd=Decimal("20"),  # 1/3 elapsed → $60 projected
     )
     events = [e for e in alerts.evaluate_alerts() if e.kind == "projected_overspend"]
     assert len(events) == 1 and Decimal(events[0].data["projected_usd"]) == Decimal("60.000000")

@@ -77,7 +77,7 @@ def test_the_tenant_budget_blocks_with_a_402_naming_the_tenant_scope(openai_clie
     assert (caught.value.status_code, caught.value.body["code"]) == (402, "tenant_budget_exceeded")
     counter = BudgetCounter.objects.get(tenant=alice.tenant, scope="tenant")
     assert (
-        counter.spent_usd
+        counter.spent()
         == cost * 3
         == budgets.ledger_spend(alice.tenant.pk, "tenant", "", counter.period_start, counter.period_end)
     )
@@ -123,7 +123,7 @@ def test_an_upstream_5xx_releases_the_reservation_and_charges_nothing(openai_cli
     with pytest.raises(openai.InternalServerError):
         chat(openai_client, content="MOCK_FAULT=500")
     counter = BudgetCounter.objects.get(tenant=alice.tenant, scope="tenant")
-    assert counter.spent_usd == 0
+    assert counter.spent() == 0
     assert not BudgetReservation.objects.exists()
 
 
@@ -141,7 +141,7 @@ def test_the_reservation_is_held_while_the_request_is_in_flight(live_server, ali
     assert held.amount_usd > 0
     thread.join()
     assert not BudgetReservation.objects.exists()
-    assert BudgetCounter.objects.get().spent_usd == UsageEvent.objects.get().cost_usd <= held.amount_usd
+    assert BudgetCounter.objects.get().spent() == UsageEvent.objects.get().cost_usd <= held.amount_usd
 
 
 def test_requests_per_minute_are_limited_with_retry_after(openai_client, alice):
@@ -248,7 +248,7 @@ def test_with_redis_down_it_fails_closed_and_keeps_budgets_exact(openai_client, 
     settings.SPENDPLANE_REDIS_FAILURE = "open"
     chat(openai_client)
     counter = BudgetCounter.objects.get(tenant=alice.tenant, scope="tenant")
-    assert counter.spent_usd == UsageEvent.objects.get(status_code=200).cost_usd > 0
+    assert counter.spent() == UsageEvent.objects.get(status_code=200).cost_usd > 0
     assert UsageEvent.objects.filter(status_code=503).count() == 1
 
 
@@ -258,12 +258,12 @@ def test_check_budget_counters_proves_counters_equal_the_ledger(openai_client, a
     for _ in range(3):
         chat(openai_client)
     call_command("check_budget_counters")
-    BudgetCounter.objects.update(spent_usd=Decimal("123"))
+    BudgetCounter.objects.update(base_usd=Decimal("123"))
     with pytest.raises(CommandError):
         call_command("check_budget_counters")
     call_command("check_budget_counters", "--fix")
     call_command("check_budget_counters")
-    assert BudgetCounter.objects.get().spent_usd == sum(e.cost_usd for e in UsageEvent.objects.all())
+    assert BudgetCounter.objects.get().spent() == sum(e.cost_usd for e in UsageEvent.objects.all())
 
 
 def test_sweeping_deletes_only_long_expired_reservations(alice):

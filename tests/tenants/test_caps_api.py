@@ -121,7 +121,7 @@ def test_reset_period_forgives_spend_and_is_recorded(api, alice):
     response = api.post(f"/api/v1/tenants/{alice.tenant.pk}/reset-period/", {"scope": "tenant", "period": "month"})
     assert response.status_code == 200
     assert response.json()["spent_usd"] == "0.000000000"
-    assert BudgetCounter.objects.get(tenant=alice.tenant).spent_usd == 0
+    assert BudgetCounter.objects.get(tenant=alice.tenant).spent() == 0
     assert CapChange.objects.get().before == {"spent_usd": None}
 
 
