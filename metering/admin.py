@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib import admin
 
+from spendplane.admin_base import ReadOnlyAdmin
+
 from .models import (
     AlertEvent,
     MarginReport,
@@ -59,7 +61,7 @@ class PriceOverrideAdmin(admin.ModelAdmin):
 
 
 @admin.register(UsageEvent)
-class UsageEventAdmin(admin.ModelAdmin):
+class UsageEventAdmin(ReadOnlyAdmin):
     """Read-only: the ledger is append-only."""
 
     list_display = [
@@ -80,29 +82,9 @@ class UsageEventAdmin(admin.ModelAdmin):
     list_select_related = ["tenant"]
     show_full_result_count = False
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(UsageRollup)
-class UsageRollupAdmin(_ReadOnly):
+class UsageRollupAdmin(ReadOnlyAdmin):
     list_display = ["bucket_start", "granularity", "tenant", "model", "feature", "end_user", "requests", "cost_usd"]
     list_filter = ["granularity", "tenant"]
     search_fields = ["model", "feature", "end_user"]
@@ -111,7 +93,7 @@ class UsageRollupAdmin(_ReadOnly):
 
 
 @admin.register(MarginReport)
-class MarginReportAdmin(_ReadOnly):
+class MarginReportAdmin(ReadOnlyAdmin):
     list_display = [
         "period_start",
         "period",
@@ -127,7 +109,7 @@ class MarginReportAdmin(_ReadOnly):
 
 
 @admin.register(AlertEvent)
-class AlertEventAdmin(_ReadOnly):
+class AlertEventAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "tenant", "kind", "state", "message", "delivered_at", "delivery_attempts"]
     list_filter = ["kind", "state", "tenant"]
     search_fields = ["message", "dedupe_key"]

@@ -2,6 +2,8 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
+from spendplane.admin_base import ReadOnlyAdmin
+
 from . import services
 from .models import ApiKey, Budget, CapChange, Credit, Plan, RateLimit, Tenant
 
@@ -155,22 +157,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(CapChange)
-class CapChangeAdmin(admin.ModelAdmin):
+class CapChangeAdmin(ReadOnlyAdmin):
     """Read-only: the record of who changed which cap."""
 
     list_display = ["created_at", "tenant", "actor_label", "what", "before", "after", "reason"]
     list_filter = ["tenant", "actor_label"]
     search_fields = ["what", "reason", "tenant__name"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Credit)

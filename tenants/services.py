@@ -78,25 +78,24 @@ def tenant_resume(*, tenant: Tenant, actor=None, reason: str = "") -> Tenant:
     return tenant_update(tenant=tenant, actor=actor, reason=reason, status=Tenant.Status.ACTIVE)
 
 
+def _save_recorded(instance, fields: tuple[str, ...], what: str, *, actor, reason: str):
+    """Save a cap-holding row and record before and after when anything in `fields` changed."""
+    before = None
+    if instance.pk:
+        old = type(instance).objects.filter(pk=instance.pk).first()
+        before = model_to_dict(old, fields=fields) if old else None
+    instance.save()
+    after = model_to_dict(instance, fields=fields)
+    if before != after:
+        cap_change_record(tenant=instance.tenant, actor=actor, what=what, before=before, after=after, reason=reason)
+    return instance
+
+
 @transaction.atomic
 def budget_save(*, budget: Budget, actor=None, reason: str = "") -> Budget:
     """Create or update a budget, recording the change."""
-    before = None
-    if budget.pk:
-        old = Budget.objects.filter(pk=budget.pk).first()
-        before = model_to_dict(old, fields=_BUDGET_FIELDS) if old else None
-    budget.save()
-    after = model_to_dict(budget, fields=_BUDGET_FIELDS)
-    if before != after:
-        cap_change_record(
-            tenant=budget.tenant,
-            actor=actor,
-            what=f"budget {budget.scope} {budget.subject or ''} per {budget.period}".replace("  ", " "),
-            before=before,
-            after=after,
-            reason=reason,
-        )
-    return budget
+    what = " ".join(part for part in ("budget", budget.scope, budget.subject, "per", budget.period) if part)
+    return _save_recorded(budget, _BUDGET_FIELDS, what, actor=actor, reason=reason)
 
 
 @transaction.atomic
@@ -154,22 +153,9 @@ def budget_period_reset(
 
 @transaction.atomic
 def rate_limit_save(*, limit: RateLimit, actor=None, reason: str = "") -> RateLimit:
-    before = None
-    if limit.pk:
-        old = RateLimit.objects.filter(pk=limit.pk).first()
-        before = model_to_dict(old, fields=_LIMIT_FIELDS) if old else None
-    limit.save()
-    after = model_to_dict(limit, fields=_LIMIT_FIELDS)
-    if before != after:
-        cap_change_record(
-            tenant=limit.tenant,
-            actor=actor,
-            what=f"rate limit {limit.scope} {limit.subject}".strip(),
-            before=before,
-            after=after,
-            reason=reason,
-        )
-    return limit
+    """Create or update a rate limit, recording the change."""
+    what = f"rate limit {limit.scope} {limit.subject}".strip()
+    return _save_recorded(limit, _LIMIT_FIELDS, what, actor=actor, reason=reason)
 
 
 @transaction.atomic

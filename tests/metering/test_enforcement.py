@@ -127,16 +127,25 @@ def test_an_upstream_5xx_releases_the_reservation_and_charges_nothing(openai_cli
     assert not BudgetReservation.objects.exists()
 
 
-def test_the_reservation_is_held_while_the_request_is_in_flight(live_server, alice):
-    url = live_server.url + "/v1/chat/completions"
-    body = {"model": "gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "MOCK_LATENCY_MS=1500"}]}
+def start_slow_request(live_server, person, max_tokens: int = 8) -> threading.Thread:
+    """A request the mock answers after 1.5 s, sent in the background; returns once it is admitted."""
+    body = {
+        "model": "gpt-4o-mini",
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": "MOCK_LATENCY_MS=1500"}],
+    }
     thread = threading.Thread(
         target=requests.post,
-        args=(url,),
-        kwargs={"json": body, "headers": {"Authorization": f"Bearer {alice.raw_key}"}},
+        args=(live_server.url + "/v1/chat/completions",),
+        kwargs={"json": body, "headers": {"Authorization": f"Bearer {person.raw_key}"}},
     )
     thread.start()
     wait_for_reservation()
+    return thread
+
+
+def test_the_reservation_is_held_while_the_request_is_in_flight(live_server, alice):
+    thread = start_slow_request(live_server, alice)
     held = BudgetReservation.objects.get()
     assert held.amount_usd > 0
     thread.join()
@@ -172,15 +181,7 @@ def test_tokens_per_minute_are_limited(openai_client, alice):
 def test_in_flight_requests_are_limited(live_server, alice, openai_client):
     alice.tenant.max_concurrency = 1
     alice.tenant.save()
-    url = live_server.url + "/v1/chat/completions"
-    body = {"model": "gpt-4o-mini", "max_tokens": 4, "messages": [{"role": "user", "content": "MOCK_LATENCY_MS=1500"}]}
-    thread = threading.Thread(
-        target=requests.post,
-        args=(url,),
-        kwargs={"json": body, "headers": {"Authorization": f"Bearer {alice.raw_key}"}},
-    )
-    thread.start()
-    wait_for_reservation()
+    thread = start_slow_request(live_server, alice, max_tokens=4)
     with pytest.raises(openai.RateLimitError) as caught:
         chat(openai_client)
     assert "concurrency" in caught.value.message
