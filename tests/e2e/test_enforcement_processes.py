@@ -15,7 +15,7 @@ from django.conf import settings
 
 from metering import pricing, tokens
 from metering.models import BudgetCounter, BudgetReservation, UsageEvent
-from metering.pricing import Usage
+from metering.pricing import Usage, usd_str
 from tenants.models import RateLimit
 from tests.e2e.conftest import needs_redis
 
@@ -82,7 +82,7 @@ def test_200_concurrent_requests_never_overspend_a_budget_across_two_processes(t
     with capsys.disabled():
         print(
             f"\n  budget fits {fits}: admitted {admitted}, refused {refused}, "
-            f"overshoot ${max(spent - alice.tenant.monthly_budget_usd, 0)}"
+            f"overshoot ${usd_str(max(spent - alice.tenant.monthly_budget_usd, Decimal(0)))}"
         )
 
 
