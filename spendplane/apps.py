@@ -8,4 +8,7 @@ class SpendplaneConfig(AppConfig):
     def ready(self) -> None:
         from metering import tokens
 
+        from .log_format import install_request_ids
+
+        install_request_ids()
         tokens.install_offline_encodings()

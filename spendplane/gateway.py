@@ -27,8 +27,9 @@ from metering.services import LedgerEntry, usage_record
 from tenants.auth import principal_for_raw_key, raw_key_from_headers, touch_last_used
 from tenants.principal import Principal
 
-from . import formats, upstreams, validation
+from . import formats, metrics, upstreams, validation
 from .errors import ProxyError
+from .log_format import request_id_var
 
 logger = logging.getLogger("spendplane.gateway")
 
@@ -100,6 +101,17 @@ class ProxyCall:
             ttft_ms=self.ttft_ms,
         )
         try:
+            metrics.observe(
+                endpoint=self.endpoint,
+                status=status,
+                error_type=error_type,
+                latency_ms=entry.latency_ms,
+                upstream_ms=self.upstream_ms,
+                provider=entry.provider,
+                model=self.model,
+                usage=entry.usage,
+                cost=self.rates.cost_for(entry.usage) if self.rates else None,
+            )
             usage_record(entry=entry)
         except Exception:
             # Losing a row is the worst outcome; say so loudly with everything needed to replay it.
@@ -110,6 +122,7 @@ class ProxyCall:
 
 def handle(request, endpoint: str) -> HttpResponse:
     call = ProxyCall(endpoint=endpoint)
+    request_id_var.set(call.request_id)
     try:
         response = _run(request, call)
     except ProxyError as error:

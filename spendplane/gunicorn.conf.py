@@ -14,3 +14,15 @@ graceful_timeout = 30
 keepalive = 75
 max_requests = int(os.environ.get("SPENDPLANE_MAX_REQUESTS", "0"))
 accesslog = os.environ.get("SPENDPLANE_ACCESS_LOG") or None
+
+# Prometheus samples from every worker, summed at /metrics.
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="spendplane-metrics-")
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -178,6 +178,8 @@ SPENDPLANE_RESERVATION_SECONDS = env.int("SPENDPLANE_RESERVATION_SECONDS", defau
 # Completion cap sent upstream when a client sets none and a hard budget applies, so the
 # reservation is a true worst case.
 SPENDPLANE_DEFAULT_MAX_OUTPUT_TOKENS = env.int("SPENDPLANE_DEFAULT_MAX_OUTPUT_TOKENS", default=4096)
+# Bearer token for /metrics; empty: open (keep it on an internal network).
+SPENDPLANE_METRICS_TOKEN = env("SPENDPLANE_METRICS_TOKEN", default="")
 # Alerts: spend below this many dollars never pages anyone (spikes, one user dominating).
 SPENDPLANE_SPIKE_MIN_USD = env.float("SPENDPLANE_SPIKE_MIN_USD", default=5.0)
 SPENDPLANE_ALERT_EMAILS = env.list("SPENDPLANE_ALERT_EMAILS", default=[])
@@ -195,11 +197,17 @@ SPENDPLANE_CACHE_SECONDS = env.int("SPENDPLANE_CACHE_SECONDS", default=30)
 
 TIKTOKEN_CACHE_DIR = env("TIKTOKEN_CACHE_DIR", default=str(BASE_DIR / ".cache" / "tiktoken"))
 
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be 'plain' or 'json'")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"()": "spendplane.log_format.PlainFormatter"},
+        "json": {"()": "spendplane.log_format.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.server": {"level": "WARNING"}},
 }

@@ -7,7 +7,7 @@ from guard import api as guard_api
 from metering import api as metering_api
 from tenants import api as tenants_api
 
-from . import health, proxy
+from . import health, metrics, proxy
 
 router = DefaultRouter()
 router.register("plans", tenants_api.PlanViewSet)
@@ -36,5 +36,6 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz),
+    path("metrics", metrics.metrics_view),
     path("dashboard/", include("metering.urls")),
 ]
