@@ -77,7 +77,6 @@ class Report:
     kfold_recall: float = 0.0
     kfold_fpr: float = 0.0
     kfold_auc: float = 0.0
-    shipped: dict[str, tuple[float, int]] = field(default_factory=dict)
 
     @property
     def lofo_macro_recall(self) -> float:

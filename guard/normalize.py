@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u180e\u034f]")
 BIDI = re.compile("[\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c]")
-TAG_START, TAG_END = 0xE0000, 0xE007F
+TAG_START = 0xE0000  # Unicode tag characters run from here to U+E007F and mirror ASCII
 
 # Cyrillic and Greek letters that render like Latin ones.
 HOMOGLYPHS = str.maketrans(

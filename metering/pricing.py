@@ -13,7 +13,6 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
-import genai_prices
 from django.conf import settings
 from django.utils import timezone
 from genai_prices import data_snapshot
@@ -177,7 +176,3 @@ def usd_str(value: Decimal | None) -> str | None:
     if value is None:
         return None
     return format(Decimal(value).quantize(COST_QUANTUM, rounding=ROUND_HALF_UP), "f")
-
-
-def genai_prices_version() -> str:
-    return genai_prices.__version__
