@@ -116,38 +116,30 @@ def test_rollups_equal_the_ledger_to_the_nanodollar_across_tenants_and_days(tena
     call_command("check_rollups")
 
 
+def all_rollups() -> list[tuple]:
+    columns = (
+        "granularity",
+        "bucket_start",
+        "tenant_id",
+        "model",
+        "feature",
+        "end_user",
+        "requests",
+        "cost_usd",
+        "prompt_tokens",
+        "completion_tokens",
+    )
+    return sorted(UsageRollup.objects.values_list(*columns))
+
+
 def test_a_rerun_changes_nothing(tenants):
     random_ledger(tenants, count=150)
     rollups.rollup_usage(now=NOW + timedelta(days=10))
-    before = sorted(
-        UsageRollup.objects.values_list(
-            "granularity",
-            "bucket_start",
-            "tenant_id",
-            "model",
-            "feature",
-            "end_user",
-            "requests",
-            "cost_usd",
-            "prompt_tokens",
-        )
-    )
+    before = all_rollups()
     rollups.rollup_usage(now=NOW + timedelta(days=10), full=True)
     rollups.rollup_usage(now=NOW + timedelta(days=10))
-    after = sorted(
-        UsageRollup.objects.values_list(
-            "granularity",
-            "bucket_start",
-            "tenant_id",
-            "model",
-            "feature",
-            "end_user",
-            "requests",
-            "cost_usd",
-            "prompt_tokens",
-        )
-    )
-    assert before == after
+    assert before == all_rollups()
+    assert before
 
 
 def test_a_late_row_updates_its_own_window(tenants):
