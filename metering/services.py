@@ -36,6 +36,11 @@ class LedgerEntry:
     upstream_latency_ms: float | None = None
     ttft_ms: float | None = None
 
+    @property
+    def cost_usd(self) -> Decimal | None:
+        """The request's cost at its prices; None when the model is unpriced."""
+        return self.rates.cost_for(self.usage) if self.rates is not None else None
+
 
 def _ms(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(str(round(value, 3)))
@@ -63,7 +68,7 @@ def usage_record(*, entry: LedgerEntry) -> bool:
         reasoning_tokens=usage.reasoning_tokens,
         usage_source=entry.usage_source,
         priced=rates is not None,
-        cost_usd=rates.cost_for(usage) if rates is not None else None,
+        cost_usd=entry.cost_usd,
         input_usd_per_mtok=rates.input if rates else None,
         output_usd_per_mtok=rates.output if rates else None,
         cached_input_usd_per_mtok=rates.cached_input if rates else None,

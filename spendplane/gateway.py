@@ -101,23 +101,17 @@ class ProxyCall:
             ttft_ms=self.ttft_ms,
         )
         try:
-            metrics.observe(
-                endpoint=self.endpoint,
-                status=status,
-                error_type=error_type,
-                latency_ms=entry.latency_ms,
-                upstream_ms=self.upstream_ms,
-                provider=entry.provider,
-                model=self.model,
-                usage=entry.usage,
-                cost=self.rates.cost_for(entry.usage) if self.rates else None,
-            )
             usage_record(entry=entry)
         except Exception:
             # Losing a row is the worst outcome; say so loudly with everything needed to replay it.
             logger.exception("ledger write failed for %s: %r", self.request_id, entry)
         finally:
             limits.limits_release(self.grant, actual_tokens=entry.usage.prompt_tokens + entry.usage.completion_tokens)
+        # After the ledger, and on its own: a metrics fault must never cost a ledger row.
+        try:
+            metrics.observe(entry=entry)
+        except Exception:
+            logger.exception("metrics update failed for %s", self.request_id)
 
 
 def handle(request, endpoint: str) -> HttpResponse:

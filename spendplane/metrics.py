@@ -38,23 +38,13 @@ GATEWAY_REJECTIONS = {
 }  # fmt: skip
 
 
-def observe(
-    *,
-    endpoint: str,
-    status: int,
-    error_type: str,
-    latency_ms: float,
-    upstream_ms: float | None,
-    provider: str,
-    model: str,
-    usage,
-    cost,
-) -> None:
-    """Count one finished request (called once per ledger row)."""
-    REQUESTS.labels(endpoint, str(status)).inc()
-    LATENCY.labels(endpoint).observe(latency_ms / 1000)
-    if upstream_ms is not None and provider:
-        UPSTREAM_LATENCY.labels(provider).observe(upstream_ms / 1000)
+def observe(*, entry) -> None:
+    """Count one finished request from its ledger entry (called once per ledger row)."""
+    endpoint, error_type, provider, usage = entry.endpoint, entry.error_type, entry.provider, entry.usage
+    REQUESTS.labels(endpoint, str(entry.status_code)).inc()
+    LATENCY.labels(endpoint).observe(entry.latency_ms / 1000)
+    if entry.upstream_latency_ms is not None and provider:
+        UPSTREAM_LATENCY.labels(provider).observe(entry.upstream_latency_ms / 1000)
     if error_type.endswith("_budget_exceeded") or error_type in GATEWAY_REJECTIONS:
         REJECTIONS.labels(error_type).inc()
     elif error_type.startswith("upstream") and provider:
@@ -63,8 +53,9 @@ def observe(
     TOKENS.labels("cached").inc(usage.cached_tokens)
     TOKENS.labels("completion").inc(usage.completion_tokens)
     TOKENS.labels("reasoning").inc(usage.reasoning_tokens)
+    cost = entry.cost_usd
     if cost:
-        COST.labels(model or "unknown").inc(float(cost))
+        COST.labels(entry.model or "unknown").inc(float(cost))
 
 
 def metrics_view(request):

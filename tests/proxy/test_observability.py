@@ -64,3 +64,18 @@ def test_gateway_logs_carry_the_request_id_and_never_a_secret(openai_client, ali
     text = caplog.text
     for secret in (alice.raw_key, MASTER_KEY, "upstream-openai-secret", "upstream-anthropic-secret"):
         assert secret not in text
+
+
+def test_a_metrics_fault_never_costs_a_ledger_row(openai_client, monkeypatch):
+    from spendplane import metrics
+
+    def broken(**kwargs):
+        raise RuntimeError("metrics backend down")
+
+    monkeypatch.setattr(metrics, "observe", broken)
+    raw = openai_client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+    )
+    from tests.conftest import ledger_row
+
+    assert ledger_row(raw.headers["x-request-id"]).status_code == 200
