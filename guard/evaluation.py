@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 from . import classifier
-from .scanner import analyse
+from .scanner import analyse, rule_names
 
 TARGET_FPR = 0.01
 
@@ -44,7 +44,7 @@ def load_jsonl(path: str | Path) -> Labelled:
 
 def featurize(data: Labelled) -> Labelled:
     normalized, matched = analyse(data.texts)
-    data.x = classifier.features(normalized, [{r.name for r in rules} for rules in matched])
+    data.x = classifier.features(normalized, [rule_names(hits) for hits in matched])
     return data
 
 

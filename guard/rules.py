@@ -327,11 +327,18 @@ SIGNAL_WEIGHTS = {
 }
 
 
-def match_rules(text: str) -> list[Rule]:
+def find_rules(text: str) -> list[tuple[Rule, re.Match]]:
+    """Every rule that matches, with its first match (its position gives the excerpt)."""
     lowered = text.lower()
     if len(lowered) != len(text):  # a few characters change length when lower-cased; positions would drift
-        return [rule for rule in RULES if rule.pattern.search(text)]
-    return [rule for rule in RULES if rule.search(text, lowered)]
+        hits = ((rule, rule.pattern.search(text)) for rule in RULES)
+    else:
+        hits = ((rule, rule.search(text, lowered)) for rule in RULES)
+    return [(rule, match) for rule, match in hits if match]
+
+
+def match_rules(text: str) -> list[Rule]:
+    return [rule for rule, _ in find_rules(text)]
 
 
 def combine(weights) -> float:

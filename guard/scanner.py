@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from . import classifier
 from .normalize import Normalized, normalize
-from .rules import SIGNAL_WEIGHTS, combine, match_rules
+from .rules import SIGNAL_WEIGHTS, combine, find_rules
 
 # Used when no model is shipped: the rules' own noisy-OR score.
 RULES_ONLY_THRESHOLD = 0.5
@@ -29,43 +29,44 @@ class Verdict:
         return {"flagged": self.flagged, "score": round(self.score, 4), "rules": self.rules + self.signals}
 
 
-def _excerpt(normalized: Normalized, rules) -> str:
+def _excerpt(normalized: Normalized, hits) -> str:
     text = normalized.scan_text
-    for rule in rules:
-        match = rule.search(text, text.lower()) if len(text.lower()) == len(text) else rule.pattern.search(text)
-        if match:
-            start = max(match.start() - 40, 0)
-            return text[start : start + EXCERPT_CHARS]
-    return text[:EXCERPT_CHARS]
+    start = max(hits[0][1].start() - 40, 0) if hits else 0
+    return text[start : start + EXCERPT_CHARS]
 
 
 def analyse(texts: list[str]) -> tuple[list[Normalized], list[list]]:
+    """Each text normalised, and its rule hits: (rule, first match) pairs."""
     normalized = [normalize(t) for t in texts]
-    return normalized, [match_rules(n.scan_text) for n in normalized]
+    return normalized, [find_rules(n.scan_text) for n in normalized]
+
+
+def rule_names(hits) -> set[str]:
+    return {rule.name for rule, _ in hits}
 
 
 def scan_many(texts: list[str], *, threshold: float | None = None) -> list[Verdict]:
     normalized, matched = analyse(texts)
     model = classifier.shipped_model()
     if model is not None:
-        x = classifier.features(normalized, [{r.name for r in rules} for rules in matched])
+        x = classifier.features(normalized, [rule_names(hits) for hits in matched])
         scores = model.scores(x).tolist()
         default = model.threshold
     else:
         scores = [
-            combine([r.weight for r in rules] + [SIGNAL_WEIGHTS[s] for s in n.signals])
-            for n, rules in zip(normalized, matched, strict=True)
+            combine([rule.weight for rule, _ in hits] + [SIGNAL_WEIGHTS[s] for s in n.signals])
+            for n, hits in zip(normalized, matched, strict=True)
         ]
         default = RULES_ONLY_THRESHOLD
     return [
         Verdict(
             score=float(score),
             threshold=default if threshold is None else threshold,
-            rules=[r.name for r in rules],
+            rules=[rule.name for rule, _ in hits],
             signals=sorted(n.signals),
-            excerpt=_excerpt(n, rules),
+            excerpt=_excerpt(n, hits),
         )
-        for n, rules, score in zip(normalized, matched, scores, strict=True)
+        for n, hits, score in zip(normalized, matched, scores, strict=True)
     ]
 
 
