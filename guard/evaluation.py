@@ -48,24 +48,24 @@ def featurize(data: Labelled) -> Labelled:
     return data
 
 
-def _fit(x, labels, extra: Labelled | None):
+def fit(x, labels, extra: Labelled | None = None, *, c: float | None = None):
+    """Train on the labelled rows plus `extra` (generated examples); set the threshold at
+    TARGET_FPR of the labelled benign rows only, scored out-of-fold. The generated benign rows are
+    easy, so counting them would put the threshold where more real false positives get through;
+    and a model's scores on rows it was fitted to are too confident to calibrate on."""
     from scipy import sparse
 
+    calibrate = np.ones(len(labels), dtype=bool)
     if extra is not None and extra.x is not None:
         x = sparse.vstack([x, extra.x], format="csr")
+        calibrate = np.concatenate([calibrate, np.zeros(len(extra.labels), dtype=bool)])
         labels = np.concatenate([labels, extra.labels])
-    return fit_with_threshold(x, labels)
-
-
-def fit_with_threshold(x, labels, *, c: float | None = None):
-    """Train on all rows; set the threshold at TARGET_FPR of the training benign rows, scored
-    out-of-fold (a model's scores on rows it was fitted to are too confident to calibrate on)."""
     c = classifier.DEFAULT_C if c is None else c
     out_of_fold = np.zeros(len(labels))
     for train_idx, test_idx in StratifiedKFold(3, shuffle=True, random_state=3).split(x, labels):
         out_of_fold[test_idx] = classifier.train(x[train_idx], labels[train_idx], c=c).scores(x[test_idx])
     model = classifier.train(x, labels, c=c)
-    model.threshold = classifier.threshold_at_fpr(out_of_fold[labels == 0], TARGET_FPR)
+    model.threshold = classifier.threshold_at_fpr(out_of_fold[(labels == 0) & calibrate], TARGET_FPR)
     return model
 
 
@@ -93,7 +93,7 @@ def leave_one_family_out(data: Labelled, extra: Labelled | None = None, report: 
     pooled = np.zeros(len(data.labels))
     for family in sorted(set(families)):
         held = families == family
-        model = _fit(data.x[~held], data.labels[~held], extra)
+        model = fit(data.x[~held], data.labels[~held], extra)
         scores = model.scores(data.x[held])
         pooled[held] = scores
         labels = data.labels[held]
@@ -110,7 +110,7 @@ def k_fold(data: Labelled, extra: Labelled | None = None, report: Report | None 
     pooled = np.zeros(len(data.labels))
     flagged = np.zeros(len(data.labels), dtype=bool)
     for train_idx, test_idx in StratifiedKFold(k, shuffle=True, random_state=7).split(data.x, data.labels):
-        model = _fit(data.x[train_idx], data.labels[train_idx], extra)
+        model = fit(data.x[train_idx], data.labels[train_idx], extra)
         scores = model.scores(data.x[test_idx])
         pooled[test_idx] = scores
         flagged[test_idx] = scores >= model.threshold

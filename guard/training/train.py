@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import sparse
 
 from guard import classifier
-from guard.evaluation import Labelled, featurize, fit_with_threshold, load_jsonl
+from guard.evaluation import Labelled, featurize, fit, load_jsonl
 from guard.training.generate import generate
 
 DEFAULT_DEV = Path(__file__).resolve().parents[3] / "shared" / "guard-eval" / "dev.jsonl"
@@ -30,11 +29,10 @@ def generated_set() -> Labelled:
 def main(path: str | None = None) -> None:
     dev = featurize(load_jsonl(path or DEFAULT_DEV))
     extra = generated_set()
-    x = sparse.vstack([dev.x, extra.x], format="csr")
-    labels = np.concatenate([dev.labels, extra.labels])
-    model = fit_with_threshold(x, labels)
+    model = fit(dev.x, dev.labels, extra)
     model.save()
-    print(f"trained on {len(labels)} rows; threshold {model.threshold:.4f}; saved {classifier.MODEL_PATH}")
+    rows = len(dev.labels) + len(extra.labels)
+    print(f"trained on {rows} rows; threshold {model.threshold:.4f}; saved {classifier.MODEL_PATH}")
 
 
 if __name__ == "__main__":
