@@ -6,19 +6,17 @@ the ledger can record it as unpriced rather than as free.
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
-from django.conf import settings
 from django.utils import timezone
 from genai_prices import data_snapshot
 from genai_prices.types import TieredPrices
 
 from .models import PriceOverride
+from .process_cache import ProcessTable
 
 MTOK = Decimal(1_000_000)
 COST_QUANTUM = Decimal("0.000000001")
@@ -106,51 +104,43 @@ def _package_rates(model: str, provider_id: str | None, at: datetime, input_toke
     )
 
 
-_overrides_lock = threading.Lock()
-_overrides_rows: list[tuple] | None = None
-_overrides_loaded_at = 0.0
+def _load_overrides() -> dict[str, list[tuple]]:
+    """Override rows by model, newest first."""
+    by_model: dict[str, list[tuple]] = {}
+    for row in PriceOverride.objects.order_by("-effective_from").values_list(
+        "model",
+        "tenant_id",
+        "effective_from",
+        "input_usd_per_mtok",
+        "output_usd_per_mtok",
+        "cached_input_usd_per_mtok",
+        "cache_write_usd_per_mtok",
+    ):
+        by_model.setdefault(row[0], []).append(row[1:])
+    return by_model
 
 
-def _overrides() -> list[tuple]:
-    """The override table, held in process for SPENDPLANE_CACHE_SECONDS (dropped at once on change
-    in this process), so pricing never waits on the network."""
-    global _overrides_rows, _overrides_loaded_at
-    with _overrides_lock:
-        fresh = time.monotonic() - _overrides_loaded_at < settings.SPENDPLANE_CACHE_SECONDS
-        if _overrides_rows is not None and fresh:
-            return _overrides_rows
-        _overrides_rows = list(
-            PriceOverride.objects.order_by("-effective_from").values_list(
-                "model",
-                "tenant_id",
-                "effective_from",
-                "input_usd_per_mtok",
-                "output_usd_per_mtok",
-                "cached_input_usd_per_mtok",
-                "cache_write_usd_per_mtok",
-            )
-        )
-        _overrides_loaded_at = time.monotonic()
-        return _overrides_rows
-
-
-def forget_overrides() -> None:
-    global _overrides_rows
-    with _overrides_lock:
-        _overrides_rows = None
+# Held in process so pricing never waits on the network.
+_overrides = ProcessTable(_load_overrides)
+forget_overrides = _overrides.forget
 
 
 def _override_rates(model: str, tenant_id: int | None, at: datetime) -> Rates | None:
+    """The newest override in force: the tenant's own first, else the global one."""
     best_global = None
-    for row_model, row_tenant, start, inp, out, cached, write in _overrides():
-        if row_model != model or start > at:
+    for row_tenant, start, inp, out, cached, write in _overrides.get().get(model, ()):
+        if start > at or (row_tenant is not None and row_tenant != tenant_id):
             continue
-        if row_tenant is not None and row_tenant == tenant_id:
-            return Rates(inp, out, cached if cached is not None else inp, write if write is not None else inp, "tenant")
-        if row_tenant is None and best_global is None:
-            best_global = Rates(
-                inp, out, cached if cached is not None else inp, write if write is not None else inp, "override"
-            )
+        rates = Rates(
+            inp,
+            out,
+            inp if cached is None else cached,
+            inp if write is None else write,
+            "override" if row_tenant is None else "tenant",
+        )
+        if row_tenant is not None:
+            return rates
+        best_global = best_global or rates
     return best_global
 
 

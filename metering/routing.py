@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 
 from django.conf import settings
 
 from .models import ModelRoute, Provider
+from .process_cache import ProcessTable
 
 
 @dataclass(frozen=True)
@@ -34,28 +33,17 @@ class Upstream:
         return base
 
 
+def _load_routes() -> dict[str, tuple[Provider, str]]:
+    return {
+        route.model: (route.provider, route.upstream_model or "")
+        for route in ModelRoute.objects.select_related("provider").filter(provider__is_active=True)
+    }
+
+
 # Routes hold decrypted provider keys, so they are cached in process only, never in Redis.
-_lock = threading.Lock()
-_table: dict | None = None
-_loaded_at = 0.0
-
-
-def forget_routes() -> None:
-    global _table
-    with _lock:
-        _table = None
-
-
-def _route_table() -> dict[str, tuple[Provider, str]]:
-    global _table, _loaded_at
-    with _lock:
-        if _table is None or time.monotonic() - _loaded_at > settings.SPENDPLANE_CACHE_SECONDS:
-            _table = {
-                route.model: (route.provider, route.upstream_model or "")
-                for route in ModelRoute.objects.select_related("provider").filter(provider__is_active=True)
-            }
-            _loaded_at = time.monotonic()
-        return _table
+_routes = ProcessTable(_load_routes)
+_route_table = _routes.get
+forget_routes = _routes.forget
 
 
 def _from_provider(provider: Provider, upstream_model: str) -> Upstream:
