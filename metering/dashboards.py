@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.core.cache import cache
@@ -18,7 +18,7 @@ from tenants.models import Tenant
 from tenants.principal import Principal
 
 from .budgets import budget_status
-from .margins import margins_between, month_range, to_date
+from .margins import day_bounds, margins_between, month_range, to_date
 from .models import AlertEvent, RollupState, UsageEvent, UsageRollup
 
 ZERO = Decimal("0")
@@ -128,8 +128,7 @@ def filter_and_sort(rows: list[MarginRow], *, q: str = "", loss_only: bool = Fal
 def tenant_detail(tenant: Tenant, period: str) -> dict:
     def compute():
         start, end = month_range(period)
-        low = datetime.combine(start, datetime.min.time(), tzinfo=UTC)
-        high = datetime.combine(end + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+        low, high = day_bounds(start, end)
         days = UsageRollup.objects.filter(
             granularity="day", tenant=tenant, bucket_start__gte=low, bucket_start__lt=high
         )

@@ -100,13 +100,6 @@ def _credits(start: date, end: date) -> dict[int, Decimal]:
     )
 
 
-def _bounds(start: date, end: date) -> tuple[datetime, datetime]:
-    return (
-        datetime.combine(start, time.min, tzinfo=UTC),
-        datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC),
-    )
-
-
 def _breakdown(rollups, field_name: str) -> dict[int, list[dict]]:
     out: dict[int, list[dict]] = {}
     rows = (
@@ -131,7 +124,8 @@ def _breakdown(rollups, field_name: str) -> dict[int, list[dict]]:
     return out
 
 
-def _local_bounds(start: date, end: date, tz_name: str) -> tuple[datetime, datetime]:
+def day_bounds(start: date, end: date, tz_name: str = "UTC") -> tuple[datetime, datetime]:
+    """[start, end] as whole days in a time zone, given as a half-open UTC interval."""
     tz = zoneinfo.ZoneInfo(tz_name or "UTC")
     return (
         datetime.combine(start, time.min, tzinfo=tz).astimezone(UTC),
@@ -145,7 +139,7 @@ def margins_between(
     """One Margin per tenant for the days [start, end], highest cost first. Days are UTC days
     (day rollups), or with local_time=True each tenant's own days in its time zone (hour rollups;
     exact for whole-hour offsets, a zone like UTC+5:30 is read to the hour)."""
-    low, high = _bounds(start, end)
+    low, high = day_bounds(start, end)
     tenants = Tenant.objects.select_related("plan").filter(created_at__lt=high)
     if tenant_ids is not None:
         tenants = tenants.filter(pk__in=tenant_ids)
@@ -155,7 +149,7 @@ def margins_between(
             by_zone.setdefault(tz_name, []).append(tenant_id)
         window = Q(pk__in=[])
         for tz_name, ids in by_zone.items():
-            zone_low, zone_high = _local_bounds(start, end, tz_name)
+            zone_low, zone_high = day_bounds(start, end, tz_name)
             window |= Q(tenant_id__in=ids, bucket_start__gte=zone_low, bucket_start__lt=zone_high)
         rollups = totals_from = UsageRollup.objects.filter(window, granularity=UsageRollup.Granularity.HOUR)
     else:

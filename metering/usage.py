@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import Count, Q, Sum
@@ -11,17 +11,10 @@ from django.utils import timezone
 
 from tenants.models import Tenant
 
+from .budgets import period_bounds
 from .models import UsageEvent
 
 ZERO = Decimal("0")
-
-
-def month_bounds(at: datetime) -> tuple[datetime, datetime]:
-    """[start, end) of the UTC calendar month containing `at`."""
-    at = at.astimezone(UTC)
-    start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-    return start, end
 
 
 def _totals(events) -> dict:
@@ -39,7 +32,7 @@ def _totals(events) -> dict:
 
 def tenant_usage_summary(tenant: Tenant, at: datetime | None = None) -> dict:
     """Spend of `tenant` in the month containing `at` (now by default), in total and by model."""
-    start, end = month_bounds(at or timezone.now())
+    _, start, end = period_bounds("month", at or timezone.now(), "UTC")
     events = UsageEvent.objects.filter(tenant=tenant, created_at__gte=start, created_at__lt=end)
     totals = _totals(events)
     budget = tenant.effective_cap("monthly_budget_usd")
