@@ -25,7 +25,7 @@ from django.utils import timezone
 from tenants.models import Tenant
 from tenants.principal import Principal
 
-from .budgets import period_bounds, rules_for
+from .budgets import period_bounds, rule_for_counter
 from .models import AlertEvent, BudgetCounter, UsageEvent, UsageRollup
 
 ZERO = Decimal("0")
@@ -76,24 +76,15 @@ def _money(value: Decimal) -> str:
     return format(value.quantize(Decimal("0.000001")), "f")
 
 
-def _limit_for(principal: Principal, tenant_rules: dict, counter: BudgetCounter, now: datetime) -> Decimal | None:
-    if counter.scope == "tenant":
-        rule = tenant_rules.get(counter.period)
-        return rule.limit_usd if rule else None
-    specs = [s for s in principal.budgets if s.scope == counter.scope and s.period == counter.period]
-    own = [s for s in specs if s.subject == counter.subject] or [s for s in specs if s.subject == "*"]
-    return own[0].limit_at(now) if own else None
-
-
 def _budget_alerts(tenant: Tenant, now: datetime) -> list[AlertEvent]:
     events = []
     principal = Principal.for_tenant(tenant)
-    tenant_rules = {r.period: r for r in rules_for(principal, end_user="", feature="", at=now)}
     counters = BudgetCounter.objects.filter(tenant=tenant, period_end__gt=now, period_start__lte=now)
     for counter in counters:
-        limit = _limit_for(principal, tenant_rules, counter, now)
-        if not limit:
+        rule = rule_for_counter(principal, counter, now)
+        if rule is None or not rule.limit_usd:
             continue
+        limit = rule.limit_usd
         spent = counter.spent()
         pct = spent / limit * 100
         who = f"{counter.scope} {counter.subject}".strip()

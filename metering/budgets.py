@@ -94,20 +94,32 @@ def _pick(specs: list[BudgetSpec], scope: str, subject: str) -> list[BudgetSpec]
     return own + defaults
 
 
-def rules_for(principal: Principal, *, end_user: str, feature: str, at: datetime) -> list[BudgetRule]:
+def _scope_rules(principal: Principal, scope: str, subject: str, at: datetime) -> list[BudgetRule]:
+    """The budgets of one scope and subject; for the tenant, the plan's month budget unless a
+    tenant budget row replaces it."""
     specs = list(principal.budgets)
-    rules: list[BudgetRule] = []
+    if scope != Scope.TENANT:
+        return [BudgetRule(scope, subject, s.period, s.limit_at(at), s.hard) for s in _pick(specs, scope, subject)]
     tenant_specs = [s for s in specs if s.scope == Scope.TENANT]
-    for spec in tenant_specs:
-        rules.append(BudgetRule(Scope.TENANT, "", spec.period, spec.limit_at(at), spec.hard))
+    rules = [BudgetRule(Scope.TENANT, "", s.period, s.limit_at(at), s.hard) for s in tenant_specs]
     if principal.monthly_budget_usd is not None and not any(s.period == "month" for s in tenant_specs):
         rules.append(BudgetRule(Scope.TENANT, "", "month", principal.monthly_budget_usd, True))
-    for scope, subject in ((Scope.END_USER, end_user), (Scope.FEATURE, feature), (Scope.KEY, str(principal.key_id))):
-        if not subject:
-            continue
-        for spec in _pick(specs, scope, subject):
-            rules.append(BudgetRule(scope, subject, spec.period, spec.limit_at(at), spec.hard))
     return rules
+
+
+def rules_for(principal: Principal, *, end_user: str, feature: str, at: datetime) -> list[BudgetRule]:
+    """Every budget a request of this key, end user and feature counts against."""
+    rules = _scope_rules(principal, Scope.TENANT, "", at)
+    for scope, subject in ((Scope.END_USER, end_user), (Scope.FEATURE, feature), (Scope.KEY, str(principal.key_id))):
+        if subject:
+            rules += _scope_rules(principal, scope, subject, at)
+    return rules
+
+
+def rule_for_counter(principal: Principal, counter: BudgetCounter, at: datetime) -> BudgetRule | None:
+    """The budget a counter counts for, as it stands now (None when it was removed)."""
+    rules = _scope_rules(principal, counter.scope, counter.subject, at)
+    return next((r for r in rules if r.period == counter.period), None)
 
 
 def _ledger_filter(scope: str, subject: str) -> Q:
