@@ -165,6 +165,20 @@ class CapChangeSerializer(serializers.ModelSerializer):
         fields = ["id", "tenant", "actor_label", "what", "before", "after", "reason", "created_at"]
 
 
+class ResetPeriodSerializer(serializers.Serializer):
+    scope = serializers.ChoiceField(Scope.choices, default=Scope.TENANT)
+    subject = serializers.CharField(default="", allow_blank=True)
+    period = serializers.ChoiceField(Budget.Period.choices, default=Budget.Period.MONTH)
+    reason = serializers.CharField(default="", allow_blank=True)
+
+
+class RaiseCapSerializer(serializers.Serializer):
+    limit_usd = serializers.DecimalField(max_digits=18, decimal_places=9, min_value=0)
+    until = serializers.DateTimeField()
+    period = serializers.ChoiceField(Budget.Period.choices, default=Budget.Period.MONTH)
+    reason = serializers.CharField(default="", allow_blank=True)
+
+
 def _money_as_strings(value):
     if isinstance(value, Decimal):
         return usd_str(value)
@@ -234,58 +248,22 @@ class TenantViewSet(
         )
         return Response(TenantSerializer(tenant).data)
 
-    @extend_schema(
-        request=inline_serializer(
-            "ResetPeriod",
-            {
-                "scope": serializers.ChoiceField(Scope.choices, default="tenant"),
-                "subject": serializers.CharField(default="", allow_blank=True),
-                "period": serializers.ChoiceField(Budget.Period.choices, default="month"),
-                "reason": serializers.CharField(default="", allow_blank=True),
-            },
-        )
-    )
+    @extend_schema(request=ResetPeriodSerializer)
     @action(detail=True, methods=["post"], url_path="reset-period")
     def reset_period(self, request, pk=None):
         """Forgive the spend so far in the current period of one budget scope."""
         tenant = self.get_object()
-        data = request.data
-        scope, period = data.get("scope", "tenant"), data.get("period", "month")
-        if scope not in Scope.values or period not in Budget.Period.values:
-            raise serializers.ValidationError({"scope": "Unknown scope or period."})
-        counter = services.budget_period_reset(
-            tenant=tenant,
-            scope=scope,
-            subject=data.get("subject", ""),
-            period=period,
-            actor=request.user,
-            reason=data.get("reason", ""),
-        )
+        serializer = ResetPeriodSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        counter = services.budget_period_reset(tenant=tenant, actor=request.user, **serializer.validated_data)
         return Response({"period_key": counter.period_key, "spent_usd": usd_str(counter.spent())})
 
-    @extend_schema(
-        request=inline_serializer(
-            "RaiseCap",
-            {
-                "limit_usd": serializers.DecimalField(max_digits=18, decimal_places=9),
-                "until": serializers.DateTimeField(),
-                "period": serializers.ChoiceField(Budget.Period.choices, default="month"),
-                "reason": serializers.CharField(default="", allow_blank=True),
-            },
-        ),
-        responses={200: BudgetSerializer},
-    )
+    @extend_schema(request=RaiseCapSerializer, responses={200: BudgetSerializer})
     @action(detail=True, methods=["post"], url_path="raise-cap")
     def raise_cap(self, request, pk=None):
         """Raise the tenant's budget until a date; it falls back by itself afterwards."""
         tenant = self.get_object()
-        fields = {
-            "limit_usd": serializers.DecimalField(max_digits=18, decimal_places=9, min_value=0),
-            "until": serializers.DateTimeField(),
-            "period": serializers.ChoiceField(Budget.Period.choices, default="month"),
-            "reason": serializers.CharField(default="", allow_blank=True),
-        }
-        serializer = type("RaiseCapInput", (serializers.Serializer,), fields)(data=request.data)
+        serializer = RaiseCapSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         budget = services.budget_raise_until(tenant=tenant, actor=request.user, **serializer.validated_data)
         return Response(BudgetSerializer(budget).data)
