@@ -145,6 +145,8 @@ def test_support_edits_a_cap_in_the_admin_and_it_appears_in_the_history(client, 
 
 def test_support_actions_validate_their_input(api, alice):
     assert api.post(f"/api/v1/tenants/{alice.tenant.pk}/reset-period/", {"scope": "galaxy"}).status_code == 400
-    bad = api.post(f"/api/v1/tenants/{alice.tenant.pk}/raise-cap/", {"limit_usd": "-1", "until": "2099-01-01T00:00:00Z"})
+    bad = api.post(
+        f"/api/v1/tenants/{alice.tenant.pk}/raise-cap/", {"limit_usd": "-1", "until": "2099-01-01T00:00:00Z"}
+    )
     assert bad.status_code == 400 and "limit_usd" in bad.json()
     assert not CapChange.objects.exists()
