@@ -94,3 +94,37 @@ def test_rot13_is_decoded_when_the_text_asks_for_it():
 
 def test_strip_hidden_removes_invisible_characters():
     assert strip_hidden("he\u200bllo\u202e <!-- x -->") == "hello "
+
+
+def test_a_history_resent_with_each_request_is_scanned_once(monkeypatch, db):
+    from guard import middleware
+    from tenants.principal import Principal
+
+    scanned: list[str] = []
+    real = middleware.scan_many
+
+    def counting(texts, **kwargs):
+        scanned.extend(texts)
+        return real(texts, **kwargs)
+
+    monkeypatch.setattr(middleware, "scan_many", counting)
+    principal = Principal(
+        key_id=1,
+        key_hash="",
+        tenant_id=1,
+        tenant_name="t",
+        tenant_active=True,
+        tenant_timezone="UTC",
+        plan_id=1,
+        expires_at=None,
+        revoked=False,
+        monthly_budget_usd=None,
+        rpm_limit=None,
+        tpm_limit=None,
+        max_concurrency=None,
+    )
+    history = [{"role": "user", "content": "first question, unique 7f3a"}]
+    middleware.inspect({"messages": history}, principal)
+    history += [{"role": "assistant", "content": "answer"}, {"role": "user", "content": "second question, unique 7f3a"}]
+    middleware.inspect({"messages": history}, principal)
+    assert scanned == ["first question, unique 7f3a", "second question, unique 7f3a"]

@@ -76,9 +76,11 @@ def test_overrides_apply_from_their_effective_date():
 
 
 def test_price_history_is_read_at_the_request_time():
-    # genai-prices keeps dated price changes; pricing a request uses the price of its own day.
-    now = pricing.rates_for("gpt-4o", provider_kind="openai", at=datetime(2026, 11, 1, tzinfo=UTC))
-    assert now is not None and now.input > 0
+    # genai-prices records OpenAI's o3 price cut of 10 June 2025: a request is priced on its own day.
+    before = pricing.rates_for("o3", provider_kind="openai", at=datetime(2025, 6, 1, tzinfo=UTC))
+    after = pricing.rates_for("o3", provider_kind="openai", at=datetime(2025, 6, 11, tzinfo=UTC))
+    assert (before.input, before.output) == (Decimal("10"), Decimal("40"))
+    assert (after.input, after.output) == (Decimal("2"), Decimal("8"))
 
 
 def test_tiered_prices_pick_the_tier_of_the_request_size():
