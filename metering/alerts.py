@@ -25,7 +25,7 @@ from django.utils import timezone
 from tenants.models import Tenant
 from tenants.principal import Principal
 
-from .budgets import period_bounds, rule_for_counter
+from .budgets import rule_for_counter
 from .models import AlertEvent, BudgetCounter, UsageEvent, UsageRollup
 
 ZERO = Decimal("0")
@@ -220,6 +220,3 @@ def alert_payload(event: AlertEvent) -> dict:
 
 def alert_body(event: AlertEvent) -> bytes:
     return json.dumps(alert_payload(event), separators=(",", ":"), sort_keys=True).encode()
-
-
-__all__ = ["alert_body", "evaluate_alerts", "period_bounds", "sign", "verify"]
