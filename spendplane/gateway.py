@@ -19,6 +19,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
 from guard import middleware as guard_step
+from guard.models import GuardEvent, GuardMode
 from metering import budgets, limits, pricing, tokens
 from metering.models import UsageEvent
 from metering.pricing import Rates, Usage
@@ -288,7 +289,9 @@ def _guard(call: ProxyCall) -> None:
     if not detections:
         return
     mode = call.principal.guard_mode
-    action = {"block": "blocked", "sanitize": "sanitized"}.get(mode, "logged")
+    action = {GuardMode.BLOCK: GuardEvent.Action.BLOCKED, GuardMode.SANITIZE: GuardEvent.Action.SANITIZED}.get(
+        mode, GuardEvent.Action.LOGGED
+    )
     guard_step.record(
         detections=detections,
         principal=call.principal,
@@ -296,14 +299,14 @@ def _guard(call: ProxyCall) -> None:
         endpoint=call.endpoint,
         action=action,
     )
-    if mode == "block":
+    if mode == GuardMode.BLOCK:
         raise ProxyError(
             400,
             "This request was blocked: it looks like a prompt-injection attempt "
             f"(score {max(d.verdict.score for d in detections):.2f}).",
             code="prompt_injection_detected",
         )
-    if mode == "sanitize":
+    if mode == GuardMode.SANITIZE:
         guard_step.sanitize(detections)
 
 
