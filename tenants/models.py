@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from guard.models import GuardMode
+
 KEY_PREFIX = "sp_"
 # "sp_" plus 8 characters: what is stored in the clear and shown in lists.
 KEY_LOOKUP_LENGTH = 11
@@ -32,7 +34,7 @@ class Plan(models.Model):
     loop_window_seconds = models.PositiveIntegerField(default=60)
     guard_mode = models.CharField(
         max_length=10,
-        choices=[("off", "Off"), ("log", "Log only"), ("sanitize", "Sanitise"), ("block", "Block")],
+        choices=GuardMode.choices,
         default="block",
         help_text="What the prompt-injection guard does with a detection.",
     )
@@ -77,7 +79,7 @@ class Tenant(models.Model):
         max_length=10,
         blank=True,
         default="",
-        choices=[("", "The plan's"), ("off", "Off"), ("log", "Log only"), ("sanitize", "Sanitise"), ("block", "Block")],
+        choices=[("", "The plan's"), *GuardMode.choices],
     )
     guard_threshold = models.FloatField(null=True, blank=True)
     timezone = models.CharField(max_length=64, default="UTC")
