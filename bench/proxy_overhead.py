@@ -11,22 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
 
 import requests
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness import prepare, running
 
 LUA = """
 wrk.method = "POST"
@@ -34,23 +27,6 @@ wrk.body = {body}
 wrk.headers["Content-Type"] = "application/json"
 {auth}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_up(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not come up")
 
 
 def to_ms(value: str) -> float:
@@ -102,25 +78,8 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
 
-    workdir = Path(tempfile.mkdtemp(prefix="spendplane-bench-"))
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "spendplane.settings"}
-    if not env.get("DATABASE_URL"):
-        env["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.sqlite3'}"
-    os.environ.update(env)
-    mock_port, proxy_port = free_port(), free_port()
-    env.update(
-        OPENAI_BASE_URL=f"http://127.0.0.1:{mock_port}/v1",
-        ANTHROPIC_BASE_URL=f"http://127.0.0.1:{mock_port}",
-        SPENDPLANE_BIND=f"127.0.0.1:{proxy_port}",
-        WEB_CONCURRENCY=str(args.workers),
-        SPENDPLANE_THREADS=str(args.threads),
-        LOG_LEVEL="WARNING",
-    )
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
-
-    import django
-
-    django.setup()
+    stack = prepare(workers=args.workers, threads=args.threads)
+    workdir = stack.workdir
     from metering.models import UsageEvent
     from tenants import services
     from tenants.models import Plan, Tenant
@@ -143,33 +102,9 @@ def main() -> None:
     tenant, _ = Tenant.objects.get_or_create(external_id="bench", defaults={"name": "Bench", "plan": plan})
     _, key = services.api_key_create(tenant=tenant, name="bench")
 
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "mock_upstream",
-                "--port",
-                str(mock_port),
-                "--latency-ms",
-                str(args.latency_ms),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        ),
-        subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "spendplane/gunicorn.conf.py", "spendplane.wsgi"],
-            cwd=ROOT,
-            env=env,
-            stderr=subprocess.DEVNULL,
-        ),
-    ]
-    try:
-        wait_up(f"http://127.0.0.1:{mock_port}/v1/models")
-        wait_up(f"http://127.0.0.1:{proxy_port}/healthz")
-        direct = f"http://127.0.0.1:{mock_port}/v1/chat/completions"
-        proxied = f"http://127.0.0.1:{proxy_port}/v1/chat/completions"
+    with running(stack, latency_ms=args.latency_ms):
+        direct = f"{stack.mock_url}/v1/chat/completions"
+        proxied = f"{stack.proxy_url}/v1/chat/completions"
         message = [{"role": "user", "content": "Summarise our usage this week in one line."}]
         # Warm both paths (token encodings, price table, connection pools).
         for _ in range(20):
@@ -191,22 +126,10 @@ def main() -> None:
                 rows.append((stream, connections, d, p))
         time.sleep(1)
         recorded = UsageEvent.objects.filter(tenant=tenant).count() - before
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
 
-    db = env["DATABASE_URL"].split(":")[0]
-    cache = "redis" if env.get("REDIS_URL") else "in-process"
     print(
         f"\nSpendplane proxy overhead, controls {args.controls}: mock upstream delay {args.latency_ms:g} ms, "
-        f"{args.workers} gunicorn workers x {args.threads} threads, database {db}, cache {cache}, "
-        f"{args.duration}s per run"
+        f"{stack.describe()}, {args.duration}s per run"
     )
     header = (
         "stream",

@@ -23,7 +23,16 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = ["name", "kind", "base_url", "api_key", "connect_timeout_s", "read_timeout_s", "is_active"]
+        fields = [
+            "name",
+            "kind",
+            "base_url",
+            "api_key",
+            "connect_timeout_s",
+            "read_timeout_s",
+            "max_retries",
+            "is_active",
+        ]
 
     def clean_api_key(self):
         value = self.cleaned_data.get("api_key")
@@ -41,7 +50,7 @@ class ProviderAdmin(admin.ModelAdmin):
 
 @admin.register(ModelRoute)
 class ModelRouteAdmin(admin.ModelAdmin):
-    list_display = ["model", "provider", "upstream_model"]
+    list_display = ["model", "priority", "provider", "upstream_model"]
     list_filter = ["provider"]
     search_fields = ["model", "upstream_model"]
 

@@ -36,6 +36,7 @@ class ProviderSerializer(serializers.ModelSerializer):
             "has_api_key",
             "connect_timeout_s",
             "read_timeout_s",
+            "max_retries",
             "is_active",
             "created_at",
         ]
@@ -47,7 +48,7 @@ class ProviderSerializer(serializers.ModelSerializer):
 class ModelRouteSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelRoute
-        fields = ["id", "model", "provider", "upstream_model", "created_at"]
+        fields = ["id", "model", "provider", "upstream_model", "priority", "created_at"]
 
 
 class PriceOverrideSerializer(serializers.ModelSerializer):
@@ -109,6 +110,7 @@ class UsageEventSerializer(serializers.ModelSerializer):
             "error_type",
             "latency_ms",
             "upstream_latency_ms",
+            "upstream_attempts",
             "ttft_ms",
             "created_at",
         ]
@@ -276,5 +278,5 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
 
 
 class WebhookEndpointViewSet(viewsets.ModelViewSet):
-    queryset = WebhookEndpoint.objects.all()
+    queryset = WebhookEndpoint.objects.order_by("id")
     serializer_class = WebhookEndpointSerializer

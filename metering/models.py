@@ -23,6 +23,12 @@ class Provider(models.Model):
     api_key = EncryptedTextField(blank=True, help_text="Stored encrypted; never shown again.")
     connect_timeout_s = models.FloatField(null=True, blank=True, help_text="Empty: the global default.")
     read_timeout_s = models.FloatField(null=True, blank=True, help_text="Empty: the global default.")
+    max_retries = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Retries of a 429, 5xx or failed connection on this provider before the next route; "
+        "empty: the global default.",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -34,18 +40,24 @@ class Provider(models.Model):
 
 
 class ModelRoute(models.Model):
-    """Which provider serves a model. `model` is exact, or a prefix ending in `*` (`claude-*`)."""
+    """Which provider serves a model. `model` is exact, or a prefix ending in `*` (`claude-*`).
+    Several routes for one model are tried in `priority` order: the later ones are fallbacks."""
 
-    model = models.CharField(max_length=200, unique=True)
+    model = models.CharField(max_length=200)
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="routes")
     upstream_model = models.CharField(max_length=200, blank=True, help_text="Empty: the same name.")
+    priority = models.PositiveSmallIntegerField(
+        default=0, help_text="Lowest first; a higher one is used when the ones before it fail."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["model"]
+        ordering = ["model", "priority"]
+        constraints = [models.UniqueConstraint(fields=["model", "priority"], name="unique_route_priority")]
 
     def __str__(self) -> str:
-        return f"{self.model} → {self.provider.name}"
+        suffix = f" (fallback {self.priority})" if self.priority else ""
+        return f"{self.model} → {self.provider.name}{suffix}"
 
 
 class PriceOverride(models.Model):
@@ -118,6 +130,9 @@ class UsageEvent(models.Model):
     error_type = models.CharField(max_length=60, blank=True, default="")
     latency_ms = models.DecimalField(max_digits=12, decimal_places=3)
     upstream_latency_ms = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    upstream_attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Calls made to providers for this request: retries and fallbacks included."
+    )
     ttft_ms = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     # When the row was written (a stream is written when it ends): what the rollup watermark follows.

@@ -19,6 +19,7 @@ class Upstream:
     upstream_model: str
     connect_timeout: float
     read_timeout: float
+    max_retries: int = 0
 
     @property
     def speaks_openai(self) -> bool:
@@ -33,11 +34,12 @@ class Upstream:
         return base
 
 
-def _load_routes() -> dict[str, tuple[Provider, str]]:
-    return {
-        route.model: (route.provider, route.upstream_model or "")
-        for route in ModelRoute.objects.select_related("provider").filter(provider__is_active=True)
-    }
+def _load_routes() -> dict[str, list[tuple[Provider, str]]]:
+    table: dict[str, list[tuple[Provider, str]]] = {}
+    routes = ModelRoute.objects.select_related("provider").filter(provider__is_active=True)
+    for route in routes.order_by("model", "priority"):
+        table.setdefault(route.model, []).append((route.provider, route.upstream_model or ""))
+    return table
 
 
 # Routes hold decrypted provider keys, so they are cached in process only, never in Redis.
@@ -55,6 +57,7 @@ def _from_provider(provider: Provider, upstream_model: str) -> Upstream:
         upstream_model=upstream_model,
         connect_timeout=provider.connect_timeout_s or settings.SPENDPLANE_UPSTREAM_CONNECT_TIMEOUT,
         read_timeout=provider.read_timeout_s or settings.SPENDPLANE_UPSTREAM_READ_TIMEOUT,
+        max_retries=settings.SPENDPLANE_UPSTREAM_RETRIES if provider.max_retries is None else provider.max_retries,
     )
 
 
@@ -76,28 +79,31 @@ def default_upstream(model: str) -> Upstream:
         upstream_model=model,
         connect_timeout=settings.SPENDPLANE_UPSTREAM_CONNECT_TIMEOUT,
         read_timeout=settings.SPENDPLANE_UPSTREAM_READ_TIMEOUT,
+        max_retries=settings.SPENDPLANE_UPSTREAM_RETRIES,
     )
 
 
-def upstream_for(model: str) -> Upstream | None:
-    """The upstream serving `model`. With an empty route table every model goes to the defaults;
-    once routes exist, a model no route names is unknown (None)."""
+def upstreams_for(model: str) -> list[Upstream]:
+    """The upstreams serving `model`, primary first, then its fallbacks. With an empty route
+    table every model goes to the defaults; once routes exist, a model no route names is unknown
+    (an empty list). An exact route wins over the longest matching `prefix*` route."""
     table = _route_table()
     if not table:
-        return default_upstream(model)
-    exact = table.get(model)
-    if exact:
-        provider, upstream_model = exact
-        return _from_provider(provider, upstream_model or model)
-    best = None
-    for pattern, entry in table.items():
-        matches = pattern.endswith("*") and model.startswith(pattern[:-1])
-        if matches and (best is None or len(pattern) > len(best[0])):
-            best = (pattern, entry)
-    if best is None:
-        return None
-    provider, upstream_model = best[1]
-    return _from_provider(provider, upstream_model or model)
+        return [default_upstream(model)]
+    entries = table.get(model)
+    if entries is None:
+        best = ""
+        for pattern in table:
+            if pattern.endswith("*") and model.startswith(pattern[:-1]) and len(pattern) > len(best):
+                best = pattern
+        entries = table.get(best, []) if best else []
+    return [_from_provider(provider, upstream_model or model) for provider, upstream_model in entries]
+
+
+def upstream_for(model: str) -> Upstream | None:
+    """The primary upstream serving `model`, or None."""
+    found = upstreams_for(model)
+    return found[0] if found else None
 
 
 def routed_models() -> list[str]:

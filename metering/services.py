@@ -34,6 +34,7 @@ class LedgerEntry:
     rates: Rates | None = None
     error_type: str = ""
     upstream_latency_ms: float | None = None
+    upstream_attempts: int = 0
     ttft_ms: float | None = None
 
     @property
@@ -78,6 +79,7 @@ def usage_record(*, entry: LedgerEntry) -> bool:
         error_type=entry.error_type[:60],
         latency_ms=_ms(entry.latency_ms),
         upstream_latency_ms=_ms(entry.upstream_latency_ms),
+        upstream_attempts=entry.upstream_attempts,
         ttft_ms=_ms(entry.ttft_ms),
         created_at=entry.created_at,
     )

@@ -49,3 +49,11 @@ def deliver_alert(self, event_id: int) -> str:
         return alert_deliver(event_id=event_id)
     except Exception as exc:
         raise self.retry(exc=exc, countdown=min(2**self.request.retries * 5, 600)) from exc
+
+
+@shared_task
+def replay_ledger_spool_task() -> int:
+    from .spool import spool_replay
+
+    replayed, _left = spool_replay()
+    return replayed

@@ -11,6 +11,8 @@ app.autodiscover_tasks()
 # Every periodic job lives here, each with a comment saying when it runs.
 app.conf.beat_schedule = {
     # Every 10 minutes: drop budget reservations that expired over an hour ago.
+    # Every minute: ledger rows spooled during a database outage by a process that has since died.
+    "replay-ledger-spool": {"task": "metering.tasks.replay_ledger_spool_task", "schedule": 60.0},
     "sweep-reservations": {"task": "metering.tasks.sweep_reservations", "schedule": 600.0},
     # Every minute: roll newly recorded ledger rows into hour and day rollups.
     "rollup-usage": {"task": "metering.tasks.rollup_usage_task", "schedule": 60.0},

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import time
 import uuid
@@ -15,6 +16,7 @@ from datetime import datetime
 import requests
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
@@ -23,12 +25,13 @@ from guard.models import GuardEvent, GuardMode
 from metering import budgets, limits, pricing, tokens
 from metering.models import UsageEvent
 from metering.pricing import Rates, Usage
-from metering.routing import Upstream, upstream_for
+from metering.routing import Upstream, upstreams_for
 from metering.services import LedgerEntry, usage_record
+from metering.spool import spool_write
 from tenants.auth import principal_for_raw_key, raw_key_from_headers, touch_last_used
 from tenants.principal import Principal
 
-from . import formats, metrics, upstreams, validation
+from . import formats, metrics, security, upstreams, validation
 from .errors import ProxyError
 from .log_format import request_id_var
 
@@ -60,6 +63,8 @@ class ProxyCall:
     feature: str = ""
     stream: bool = False
     upstream: Upstream | None = None
+    upstreams: list[Upstream] = field(default_factory=list)
+    upstream_attempts: int = 0
     rates: Rates | None = None
     prompt_estimate: int = 0
     upstream_ms: float | None = None
@@ -99,13 +104,14 @@ class ProxyCall:
             rates=self.rates,
             error_type=error_type,
             upstream_latency_ms=self.upstream_ms,
+            upstream_attempts=self.upstream_attempts,
             ttft_ms=self.ttft_ms,
         )
         try:
             usage_record(entry=entry)
         except Exception:
-            # Losing a row is the worst outcome; say so loudly with everything needed to replay it.
-            logger.exception("ledger write failed for %s: %r", self.request_id, entry)
+            logger.exception("ledger write failed for %s; spooling it for replay", self.request_id)
+            _spool(entry)
         finally:
             limits.limits_release(self.grant, actual_tokens=entry.usage.prompt_tokens + entry.usage.completion_tokens)
         # After the ledger, and on its own: a metrics fault must never cost a ledger row.
@@ -115,6 +121,15 @@ class ProxyCall:
             logger.exception("metrics update failed for %s", self.request_id)
 
 
+def _spool(entry: LedgerEntry) -> None:
+    try:
+        spool_write(entry)
+        metrics.LEDGER_SPOOLED.inc()
+    except Exception:
+        # Both the database and the local disk failed: everything needed to replay it, loudly.
+        logger.critical("LEDGER ROW LOST for %s: %r", entry.request_id, entry, exc_info=True)
+
+
 def handle(request, endpoint: str) -> HttpResponse:
     call = ProxyCall(endpoint=endpoint)
     request_id_var.set(call.request_id)
@@ -122,6 +137,13 @@ def handle(request, endpoint: str) -> HttpResponse:
         response = _run(request, call)
     except ProxyError as error:
         call.record(status=error.status, error_type=error.code or error.type)
+        response = error.response(anthropic=call.anthropic)
+    except DatabaseError:
+        logger.exception("database unavailable for %s", call.request_id)
+        error = ProxyError(
+            503, "The gateway's database is unavailable; retry shortly.", type="api_error", code="database_unavailable"
+        )
+        call.record(status=503, error_type="database_unavailable")
         response = error.response(anthropic=call.anthropic)
     except Exception:
         logger.exception("proxy failure on %s", call.request_id)
@@ -168,12 +190,24 @@ def authenticate(request, call: ProxyCall | None = None) -> Principal:
             type="authentication_error",
             code="missing_api_key",
         )
-    principal = principal_for_raw_key(raw)
+    # An address sending bad keys may still use a good key the cache knows, at no database read.
+    retry_after = security.bad_keys_retry_after(request.META)
+    principal = principal_for_raw_key(raw, read_database=retry_after is None)
+    if retry_after is not None and (principal is None or principal.revoked):
+        raise ProxyError(
+            429,
+            f"Too many invalid API keys from this address; retry after {retry_after} s.",
+            type="rate_limit_error",
+            code="too_many_invalid_keys",
+            headers={"Retry-After": str(retry_after)},
+        )
     if principal is None:
+        security.bad_key_note(request.META)
         raise ProxyError(401, "Incorrect API key provided.", type="authentication_error", code="invalid_api_key")
     if call is not None:
         call.principal = principal
     if principal.revoked:
+        security.bad_key_note(request.META)
         raise ProxyError(401, "This API key has been revoked.", type="authentication_error", code="revoked_api_key")
     if principal.expires_at is not None and principal.expires_at <= timezone.now():
         raise ProxyError(401, "This API key has expired.", type="authentication_error", code="expired_api_key")
@@ -209,17 +243,21 @@ def _route_and_price(call: ProxyCall) -> None:
             code="model_not_found",
             param="model",
         )
-    upstream = upstream_for(call.model)
-    if upstream is None:
+    found = upstreams_for(call.model)
+    if not found:
         raise ProxyError(404, f"The model '{call.model}' does not exist.", code="model_not_found", param="model")
-    if call.anthropic and upstream.kind != "anthropic":
-        raise ProxyError(
-            400,
-            f"The model '{call.model}' is not served by an Anthropic-compatible provider; use /v1/chat/completions.",
-            code="model_not_supported_on_endpoint",
-            param="model",
-        )
-    call.upstream = upstream
+    if call.anthropic:
+        found = [upstream for upstream in found if upstream.kind == "anthropic"]
+        if not found:
+            raise ProxyError(
+                400,
+                f"The model '{call.model}' is not served by an Anthropic-compatible provider; "
+                "use /v1/chat/completions.",
+                code="model_not_supported_on_endpoint",
+                param="model",
+            )
+    call.upstreams = found
+    upstream = call.upstream = found[0]
     call.rates = pricing.rates_for(call.model, provider_kind=upstream.kind, tenant_id=principal.tenant_id)
     if call.rates is None and not principal.allow_unpriced_models:
         raise ProxyError(
@@ -355,9 +393,56 @@ def _upstream_request(call: ProxyCall, request) -> tuple[str, dict, bytes]:
     return url, headers, json.dumps(body, ensure_ascii=False).encode()
 
 
+_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class _AttemptFailed(Exception):
+    """One call to one provider failed in a way another call may not: `error` is what the client
+    gets if no later attempt succeeds."""
+
+    def __init__(self, error: ProxyError, reason: str, *, retry_same: bool, retry_after: float | None = None):
+        self.error, self.reason, self.retry_same, self.retry_after = error, reason, retry_same, retry_after
+
+
 def _send(call: ProxyCall, request, *, stream: bool) -> requests.Response:
+    """The first usable response from the model's routes, in priority order, each retried per
+    its provider's policy. Nothing has reached the client before this returns, so a retry never
+    duplicates output; only the response that is relayed is metered."""
+    failure: _AttemptFailed | None = None
+    for upstream in call.upstreams:
+        call.upstream = upstream
+        for attempt in range(upstream.max_retries + 1):
+            if attempt:
+                wait = _retry_wait(attempt, failure.retry_after)
+                if wait is None:
+                    break
+                time.sleep(wait)
+            try:
+                return _send_once(call, request, stream=stream)
+            except _AttemptFailed as failed:
+                failure = failed
+                metrics.UPSTREAM_ATTEMPT_FAILURES.labels(upstream.name, failed.reason).inc()
+                logger.warning(
+                    "upstream %s attempt %d failed: %s", upstream.name, call.upstream_attempts, failed.reason
+                )
+                if not failed.retry_same:
+                    break
+    raise failure.error
+
+
+def _retry_wait(attempt: int, retry_after: float | None) -> float | None:
+    """Seconds before retry number `attempt` on the same provider; None: not worth waiting for."""
+    cap = settings.SPENDPLANE_UPSTREAM_RETRY_MAX_WAIT_SECONDS
+    if retry_after is not None:
+        return retry_after if retry_after <= cap else None
+    base = settings.SPENDPLANE_UPSTREAM_RETRY_BASE_SECONDS * 2 ** (attempt - 1)
+    return min(cap, base * random.uniform(0.5, 1.0))
+
+
+def _send_once(call: ProxyCall, request, *, stream: bool) -> requests.Response:
     url, headers, payload = _upstream_request(call, request)
     upstream = call.upstream
+    call.upstream_attempts += 1
     sent = time.perf_counter()
     try:
         response = upstreams.session_for(upstream).post(
@@ -367,24 +452,49 @@ def _send(call: ProxyCall, request, *, stream: bool) -> requests.Response:
             timeout=(upstream.connect_timeout, upstream.read_timeout),
             stream=stream,
         )
-    except requests.Timeout:
+    except requests.ConnectTimeout:
         call.upstream_ms = (time.perf_counter() - sent) * 1000
-        raise ProxyError(
+        error = ProxyError(
             504, f"The upstream provider '{upstream.name}' timed out.", type="api_error", code="upstream_timeout"
-        ) from None
+        )
+        raise _AttemptFailed(error, "connect_timeout", retry_same=True) from None
+    except requests.Timeout:
+        # The provider may still be working on it: never ask it twice, but a fallback may answer.
+        call.upstream_ms = (time.perf_counter() - sent) * 1000
+        error = ProxyError(
+            504, f"The upstream provider '{upstream.name}' timed out.", type="api_error", code="upstream_timeout"
+        )
+        raise _AttemptFailed(error, "read_timeout", retry_same=False) from None
     except requests.RequestException as exc:
         call.upstream_ms = (time.perf_counter() - sent) * 1000
-        logger.warning("upstream %s unreachable: %s", upstream.name, exc.__class__.__name__)
-        raise ProxyError(
+        error = ProxyError(
             502,
             f"The upstream provider '{upstream.name}' is unreachable.",
             type="api_error",
             code="upstream_unavailable",
-        ) from None
+        )
+        raise _AttemptFailed(error, exc.__class__.__name__.lower(), retry_same=True) from None
     call.upstream_ms = (time.perf_counter() - sent) * 1000
     if response.status_code >= 400:
-        raise _upstream_error(call, response)
+        error = _upstream_error(call, response)
+        if response.status_code in _RETRYABLE_STATUS:
+            raise _AttemptFailed(
+                error,
+                str(response.status_code),
+                retry_same=True,
+                retry_after=_retry_after_seconds(response.headers.get("retry-after")),
+            )
+        raise error
     return response
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return float("inf")  # an HTTP date: too long to wait here, so the next route is tried
 
 
 def _upstream_error(call: ProxyCall, response: requests.Response) -> ProxyError:

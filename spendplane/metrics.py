@@ -28,13 +28,23 @@ REJECTIONS = Counter("spendplane_rejections_total", "Requests refused by the gat
 UPSTREAM_ERRORS = Counter(
     "spendplane_upstream_errors_total", "Upstream failures, by provider and kind.", ["provider", "kind"]
 )
+UPSTREAM_ATTEMPT_FAILURES = Counter(
+    "spendplane_upstream_attempt_failures_total",
+    "Failed calls to a provider that were retried or fell back to another route, by provider and reason.",
+    ["provider", "reason"],
+)
+LEDGER_SPOOLED = Counter(
+    "spendplane_ledger_spooled_total",
+    "Ledger rows the database could not take, written to the local spool for replay.",
+)
 
 # Error types the gateway itself decides (the rest come from upstreams or clients).
 GATEWAY_REJECTIONS = {
-    "missing_api_key", "invalid_api_key", "revoked_api_key", "expired_api_key", "tenant_suspended",
+    "missing_api_key", "invalid_api_key", "too_many_invalid_keys", "revoked_api_key", "expired_api_key",
+    "tenant_suspended",
     "rate_limit_exceeded", "loop_detected", "limits_unavailable", "prompt_injection_detected", "model_not_found",
     "model_not_priced", "request_too_large", "invalid_json", "invalid_body", "invalid_type", "invalid_value",
-    "missing_required_parameter",
+    "missing_required_parameter", "database_unavailable",
 }  # fmt: skip
 
 

@@ -4,7 +4,9 @@ Realistic usage blocks (cached and reasoning tokens included), SSE streaming ove
 transfer encoding, a configurable delay, and fault modes. A fault is chosen for every request
 (`--fault`) or for one request by writing `MOCK_FAULT=<mode>` in its last message, where mode is
 one of: 500, 503, 429, 400, timeout (sleeps MOCK_SLEEP=<s>, default 3), malformed, cut, nousage.
-`MOCK_LATENCY_MS=<ms>` delays one answer; `MOCK_CHUNK_DELAY_MS=<ms>` slows one stream.
+`MOCK_FAIL_FIRST=<n>` beside a fault applies it only to the first n requests carrying the same
+last message, so a retry can succeed. `MOCK_LATENCY_MS=<ms>` delays one answer;
+`MOCK_CHUNK_DELAY_MS=<ms>` slows one stream.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ OPENAI_MODELS = [
 ]
 ANTHROPIC_MODELS = ["claude-3-5-haiku-latest", "claude-sonnet-4-0"]
 _FAULT = re.compile(r"MOCK_FAULT=(\w+)")
+_FAIL_FIRST = re.compile(r"MOCK_FAIL_FIRST=(\d+)")
 _LATENCY = re.compile(r"MOCK_LATENCY_MS=(\d+)")
 _CHUNK_DELAY = re.compile(r"MOCK_CHUNK_DELAY_MS=(\d+)")
 # Each word is one token (o200k and cl100k), so a reply of max_tokens words costs exactly max_tokens.
@@ -89,6 +92,7 @@ class MockState:
         self.chunk_delay_ms = chunk_delay_ms
         self.fault = fault
         self.requests: deque = deque(maxlen=500)
+        self.times_seen: dict[str, int] = {}
         self.lock = threading.Lock()
 
 
@@ -177,8 +181,15 @@ class MockHandler(BaseHTTPRequestHandler):
             time.sleep(latency_ms / 1000)
         delay = _CHUNK_DELAY.search(_last_text(body))
         self.chunk_delay_ms = float(delay.group(1)) if delay else self.state.chunk_delay_ms
-        match = _FAULT.search(_last_text(body))
+        text = _last_text(body)
+        match = _FAULT.search(text)
         fault = match.group(1) if match else self.state.fault
+        fail_first = _FAIL_FIRST.search(text)
+        if fail_first:
+            with self.state.lock:
+                seen = self.state.times_seen[text] = self.state.times_seen.get(text, 0) + 1
+            if seen > int(fail_first.group(1)):
+                fault = ""
         if fault in ("500", "503"):
             return self._error(
                 int(fault), "The mock provider had an internal error.", "server_error", anthropic=anthropic

@@ -20,6 +20,7 @@ class ProxyView(APIView):
     # The gateway authenticates tenant keys itself; DRF's auth, throttles and parsers stay out.
     authentication_classes: list = []
     permission_classes: list = []
+    throttle_classes: list = []
     endpoint = ""
 
     @extend_schema(exclude=True)
@@ -42,6 +43,7 @@ class MessagesView(ProxyView):
 class ModelsView(APIView):
     authentication_classes: list = []
     permission_classes: list = []
+    throttle_classes: list = []
 
     @extend_schema(exclude=True)
     def get(self, request):

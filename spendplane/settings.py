@@ -56,8 +56,29 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "spendplane.security.SecurityHeadersMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
+
+# Served over HTTPS (behind a TLS-terminating proxy that sets X-Forwarded-Proto): secure cookies,
+# HSTS and the redirect. `manage.py check --deploy` is clean with it on.
+SPENDPLANE_HTTPS = env.bool("SPENDPLANE_HTTPS", default=False)
+if SPENDPLANE_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    # Joining the browsers' preload list is a commitment for the whole domain: the operator's call.
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+# Proxies of your own in front of the gateway (X-Forwarded-For hops trusted for the client address).
+SPENDPLANE_TRUSTED_PROXIES = env.int("SPENDPLANE_TRUSTED_PROXIES", default=0)
+# Unknown or revoked API keys one address may send per minute before it gets 429s (0: no limit).
+SPENDPLANE_BAD_KEYS_PER_MINUTE = env.int("SPENDPLANE_BAD_KEYS_PER_MINUTE", default=30)
 
 ROOT_URLCONF = "spendplane.urls"
 WSGI_APPLICATION = "spendplane.wsgi.application"
@@ -106,7 +127,9 @@ else:
 
 RATELIMIT_USE_CACHE = "default"
 # django-ratelimit warns about an in-process cache; the embedded default runs one process.
-SILENCED_SYSTEM_CHECKS = [] if REDIS_URL else ["django_ratelimit.E003", "django_ratelimit.W001"]
+SILENCED_SYSTEM_CHECKS = ["security.W021"]  # HSTS preload: see SECURE_HSTS_PRELOAD
+if not REDIS_URL:
+    SILENCED_SYSTEM_CHECKS += ["django_ratelimit.E003", "django_ratelimit.W001"]
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
@@ -138,7 +161,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("SPENDPLANE_MAX_BODY_BYTES", default=8 * 1
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "tenants.auth.MasterKeyAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "tenants.auth.CountedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["tenants.auth.IsStaffOrMasterKey"],
@@ -192,8 +215,18 @@ if SPENDPLANE_REDIS_FAILURE not in ("closed", "open"):
     raise ImproperlyConfigured("SPENDPLANE_REDIS_FAILURE must be 'closed' or 'open'")
 SPENDPLANE_UPSTREAM_CONNECT_TIMEOUT = env.float("SPENDPLANE_UPSTREAM_CONNECT_TIMEOUT", default=5.0)
 SPENDPLANE_UPSTREAM_READ_TIMEOUT = env.float("SPENDPLANE_UPSTREAM_READ_TIMEOUT", default=120.0)
+# Retries of a 429, 5xx or failed connection on one provider before its fallback route (if any).
+SPENDPLANE_UPSTREAM_RETRIES = env.int("SPENDPLANE_UPSTREAM_RETRIES", default=1)
+# A retry waits base·2^n (jittered), or the provider's Retry-After when it is at most the cap.
+SPENDPLANE_UPSTREAM_RETRY_BASE_SECONDS = env.float("SPENDPLANE_UPSTREAM_RETRY_BASE_SECONDS", default=0.2)
+SPENDPLANE_UPSTREAM_RETRY_MAX_WAIT_SECONDS = env.float("SPENDPLANE_UPSTREAM_RETRY_MAX_WAIT_SECONDS", default=2.0)
 # Seconds a resolved API key, plan or price table is trusted before it is read again.
 SPENDPLANE_CACHE_SECONDS = env.int("SPENDPLANE_CACHE_SECONDS", default=30)
+
+# Ledger rows the database could not take wait here (fsynced) until they are replayed.
+SPENDPLANE_LEDGER_SPOOL_DIR = env("SPENDPLANE_LEDGER_SPOOL_DIR", default="") or str(
+    BASE_DIR / ".cache" / "ledger-spool"
+)
 
 TIKTOKEN_CACHE_DIR = env("TIKTOKEN_CACHE_DIR", default=str(BASE_DIR / ".cache" / "tiktoken"))
 

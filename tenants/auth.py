@@ -12,6 +12,8 @@ from django.core.cache import cache
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 
+from spendplane import security
+
 from .models import ApiKey, hash_api_key
 from .principal import Principal
 
@@ -24,11 +26,12 @@ def _cache_key(digest: str) -> str:
     return f"apikey:{digest}"
 
 
-def principal_for_raw_key(raw: str) -> Principal | None:
+def principal_for_raw_key(raw: str, *, read_database: bool = True) -> Principal | None:
     """The cached snapshot for a raw key, read from the database at most every few seconds.
 
-    Returns None for a key that does not exist. Revoked, expired and suspended keys are returned
-    so the caller can say which; `forget_api_key` drops the snapshot when a key or its tenant changes.
+    Returns None for a key that does not exist (or, with `read_database=False`, is not cached).
+    Revoked, expired and suspended keys are returned so the caller can say which;
+    `forget_api_key` drops the snapshot when a key or its tenant changes.
     """
     digest = hash_api_key(raw)
     try:
@@ -38,7 +41,7 @@ def principal_for_raw_key(raw: str) -> Principal | None:
         cached = None
     if cached == _MISSING:
         return None
-    if cached is not None:
+    if cached is not None or not read_database:
         return cached
     key = ApiKey.objects.for_raw_key(raw)
     principal = Principal.from_key(key) if key else None
@@ -108,11 +111,31 @@ class MasterKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Tenant API keys cannot use the management API.")
         if hmac.compare_digest(token.encode(), master.encode()):
             return MasterPrincipal(), token
-        # Not the master key: let TokenAuthentication (Token …) or a later class try.
+        _refuse_if_guessing(request)
+        security.bad_key_note(request.META)
         return None
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="spendplane"'
+
+
+def _refuse_if_guessing(request) -> None:
+    wait = security.bad_keys_retry_after(request.META)
+    if wait is not None:
+        raise exceptions.Throttled(wait, detail="Too many invalid credentials from this address.")
+
+
+class CountedTokenAuthentication(authentication.TokenAuthentication):
+    """DRF's staff tokens (`Token …`), with wrong tokens counted like wrong master keys."""
+
+    def authenticate(self, request):
+        if request.META.get("HTTP_AUTHORIZATION", "")[:6].lower() == "token ":
+            _refuse_if_guessing(request)
+        try:
+            return super().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            security.bad_key_note(request.META)
+            raise
 
 
 class IsStaffOrMasterKey(permissions.BasePermission):

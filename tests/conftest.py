@@ -61,6 +61,7 @@ def _gateway_settings(settings, mock_upstream):
     settings.OPENAI_API_KEY = "upstream-openai-secret"
     settings.ANTHROPIC_API_KEY = "upstream-anthropic-secret"
     settings.SPENDPLANE_UPSTREAM_READ_TIMEOUT = 10
+    settings.SPENDPLANE_UPSTREAM_RETRY_BASE_SECONDS = 0.01
     cache.clear()
     forget_routes()
     forget_overrides()

@@ -1,0 +1,146 @@
+"""What the benchmark scripts share: the mock upstream and a gunicorn gateway on loopback ports,
+on DATABASE_URL / REDIS_URL when set (PostgreSQL + Redis, as production), else a fresh SQLite file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_up(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    env: dict
+    mock_url: str
+    proxy_url: str
+    procs: list = field(default_factory=list)
+
+    @property
+    def gunicorn(self) -> subprocess.Popen:
+        return self.procs[1]
+
+    def describe(self) -> str:
+        db = self.env["DATABASE_URL"].split(":")[0]
+        cache = "redis" if self.env.get("REDIS_URL") else "in-process"
+        return (
+            f"{self.env['WEB_CONCURRENCY']} gunicorn workers x {self.env['SPENDPLANE_THREADS']} threads, "
+            f"database {db}, cache {cache}"
+        )
+
+
+def prepare(*, workers: int, threads: int, **extra_env) -> Stack:
+    """Environment, migrations and Django set up in this process (for seeding and reading the
+    ledger); nothing started yet."""
+    workdir = Path(tempfile.mkdtemp(prefix="spendplane-bench-"))
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "spendplane.settings"}
+    if not env.get("DATABASE_URL"):
+        env["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.sqlite3'}"
+    mock_port, proxy_port = free_port(), free_port()
+    env.update(
+        OPENAI_BASE_URL=f"http://127.0.0.1:{mock_port}/v1",
+        ANTHROPIC_BASE_URL=f"http://127.0.0.1:{mock_port}",
+        SPENDPLANE_BIND=f"127.0.0.1:{proxy_port}",
+        WEB_CONCURRENCY=str(workers),
+        SPENDPLANE_THREADS=str(threads),
+        SPENDPLANE_LEDGER_SPOOL_DIR=str(workdir / "spool"),
+        LOG_LEVEL="WARNING",
+        **extra_env,
+    )
+    os.environ.update(env)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    import django
+
+    django.setup()
+    return Stack(
+        workdir=workdir,
+        env=env,
+        mock_url=f"http://127.0.0.1:{mock_port}",
+        proxy_url=f"http://127.0.0.1:{proxy_port}",
+    )
+
+
+@contextlib.contextmanager
+def running(stack: Stack, *, latency_ms: float = 0, chunk_delay_ms: float = 0):
+    """The mock upstream and the gateway, stopped (and the work directory removed) afterwards."""
+    mock_port = stack.mock_url.rsplit(":", 1)[1]
+    mock = [sys.executable, "manage.py", "mock_upstream", "--port", mock_port, "--latency-ms", str(latency_ms)]
+    if chunk_delay_ms:
+        mock += ["--chunk-delay-ms", str(chunk_delay_ms)]
+    stack.procs = [
+        subprocess.Popen(mock, cwd=ROOT, env=stack.env, stdout=subprocess.DEVNULL),
+        subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "spendplane/gunicorn.conf.py", "spendplane.wsgi"],
+            cwd=ROOT,
+            env=stack.env,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
+    try:
+        wait_up(f"{stack.mock_url}/v1/models")
+        wait_up(f"{stack.proxy_url}/healthz")
+        yield stack
+    finally:
+        for proc in stack.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in stack.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(stack.workdir, ignore_errors=True)
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of `pid` (gunicorn's workers)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def rss_mb(pid: int) -> float:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far."""
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
