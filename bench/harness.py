@@ -144,3 +144,26 @@ def cpu_seconds(pid: int) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return 0.0
+
+
+def _pids_named(name: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == name:
+                    found.append(int(entry.name))
+    return found
+
+
+def cpu_by_group(stack: Stack) -> dict[str, float]:
+    """CPU seconds used so far by the gateway (gunicorn master and workers), PostgreSQL (every
+    server process; 0 on SQLite), Redis and the mock upstream."""
+    master = stack.gunicorn.pid
+    groups = {
+        "web": [master, *children(master)],
+        "postgres": _pids_named("postgres") if stack.env["DATABASE_URL"].startswith("postgres") else [],
+        "redis": _pids_named("redis-server") if stack.env.get("REDIS_URL") else [],
+        "mock": [stack.procs[0].pid],
+    }
+    return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}

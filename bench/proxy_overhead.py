@@ -19,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import requests
-from harness import prepare, running
+from harness import cpu_by_group, prepare, running
 
 LUA = """
 wrk.method = "POST"
@@ -57,7 +57,7 @@ def run_wrk(url: str, body: dict, *, key: str | None, connections: int, duration
         "rps": rps,
         "requests": total,
         "non2xx": int(errors.group(1)) if errors else 0,
-        "socket_errors": socket_errors.group(1) if socket_errors else "",
+        "socket_errors": sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1))) if socket_errors else 0,
     }
 
 
@@ -121,7 +121,12 @@ def main() -> None:
             body = {"model": "gpt-4o-mini", "messages": message, "max_tokens": 16, "stream": stream}
             for connections in [int(c) for c in args.concurrency.split(",")]:
                 d = run_wrk(direct, body, key=None, connections=connections, duration=args.duration, workdir=workdir)
+                cpu_before = cpu_by_group(stack)
                 p = run_wrk(proxied, body, key=key, connections=connections, duration=args.duration, workdir=workdir)
+                cpu_after = cpu_by_group(stack)
+                p["cpu_ms"] = {
+                    name: (cpu_after[name] - cpu_before[name]) * 1000 / max(p["requests"], 1) for name in cpu_after
+                }
                 sent_through_proxy += p["requests"]
                 rows.append((stream, connections, d, p))
         time.sleep(1)
@@ -143,7 +148,12 @@ def main() -> None:
         "direct rps",
         "proxy rps",
         "rps ratio",
-        "non-2xx",
+        "CPU ms/req web",
+        "PG",
+        "Redis",
+        "gateway total",
+        "mock",
+        "errors",
     )
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
@@ -162,10 +172,19 @@ def main() -> None:
                     f"{d['rps']:.0f}",
                     f"{p['rps']:.0f}",
                     f"{p['rps'] / d['rps']:.2f}",
-                    str(p["non2xx"]),
+                    f"{p['cpu_ms']['web']:.2f}",
+                    f"{p['cpu_ms']['postgres']:.2f}",
+                    f"{p['cpu_ms']['redis']:.2f}",
+                    f"{p['cpu_ms']['web'] + p['cpu_ms']['postgres'] + p['cpu_ms']['redis']:.2f}",
+                    f"{p['cpu_ms']['mock']:.2f}",
+                    str(p["non2xx"] + p["socket_errors"]),
                 ]
             )
         )
+    print(
+        "\nCPU ms per proxied request, by process group: web (gunicorn), PG (every PostgreSQL server "
+        "process), Redis; 'gateway total' is their sum, the figure the target counts; the mock is apart."
+    )
     print(
         f"\nLedger rows written {recorded} for {sent_through_proxy} proxied requests completed by wrk "
         "(wrk may close a few in-flight requests at the end of each run; those are recorded too)."

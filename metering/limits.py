@@ -1,5 +1,5 @@
-"""Rate limits: requests per minute (django-ratelimit), tokens per minute and in-flight requests
-(one Redis script for all scopes), and the loop throttle.
+"""Rate limits: requests and tokens per minute, requests in flight, and the loop throttle, all
+checked and counted in one atomic step (one Redis round trip, a Lua script) over every scope.
 
 Every counter lives in Redis when REDIS_URL is set, so all processes share one set of limits. The
 embedded default keeps them in process, which is exact for its single server process.
@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.cache import cache
-from django_ratelimit.core import get_usage
 
 from tenants.models import EVERY_SUBJECT, Scope
 from tenants.principal import Principal
@@ -64,6 +62,16 @@ class Grant:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class LoopRule:
+    """The same end user sending the same request more than `max_repeats` times in `window` s."""
+
+    who: str
+    digest: str
+    max_repeats: int
+    window: int
+
+
 def rules_for(principal: Principal, *, end_user: str, feature: str) -> list[LimitRule]:
     rules = []
     if principal.rpm_limit or principal.tpm_limit or principal.max_concurrency:
@@ -79,6 +87,20 @@ def rules_for(principal: Principal, *, end_user: str, feature: str) -> list[Limi
     return rules
 
 
+def loop_rule_for(principal: Principal, *, end_user: str, body: dict) -> LoopRule | None:
+    """The loop throttle's fingerprint of this request (an agent stuck in a loop repeats it)."""
+    if not principal.loop_max_repeats:
+        return None
+    who = end_user or f"key:{principal.key_id}"
+    fingerprint = json.dumps(
+        [body.get("model"), body.get("messages"), body.get("tools"), body.get("system"), body.get("input")],
+        sort_keys=True,
+        default=str,
+    )
+    digest = hashlib.sha256(f"{who}\x00{fingerprint}".encode()).hexdigest()[:32]
+    return LoopRule(who, digest, principal.loop_max_repeats, principal.loop_window_seconds)
+
+
 def _minute(now: float) -> int:
     return int(now // 60)
 
@@ -91,40 +113,58 @@ def _key(tenant_id: int, rule: LimitRule, kind: str, suffix: str = "") -> str:
 # ---- tokens per minute and concurrency: one atomic step over every scope ---------------------
 
 _ADMIT_SCRIPT = """
--- KEYS: per rule i: tokens key, concurrency key.  ARGV: now_ms, request_id, tokens, slot_ttl_ms,
--- then per rule i: tpm limit (0 = none), concurrency limit (0 = none).
+-- KEYS[1]: the loop key ('' for none); then per rule i: requests key, tokens key, concurrency key.
+-- ARGV: now_ms, request_id, tokens, slot_ttl_ms, loop_max, loop_window_s,
+--       then per rule i: rpm limit, tpm limit, concurrency limit (0 = none).
+-- Checks everything first and counts only an admitted request (the loop key always counts).
+-- Returns {1, 0, '', requests_left, tokens_left} or {0, i, kind, figure} (i = 0: the loop).
 local now = tonumber(ARGV[1])
 local tokens = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
-local n = #KEYS / 2
-local out = {}
-local least = -1
+if KEYS[1] ~= '' then
+  local seen = redis.call('INCR', KEYS[1])
+  if seen == 1 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6])) end
+  if seen > tonumber(ARGV[5]) then return {0, 0, 'loop', seen} end
+end
+local n = (#KEYS - 1) / 3
+local requests_left, tokens_left = -1, -1
 for i = 1, n do
-  local tpm = tonumber(ARGV[4 + (i - 1) * 2 + 1])
-  local conc = tonumber(ARGV[4 + (i - 1) * 2 + 2])
-  local used = tonumber(redis.call('GET', KEYS[(i - 1) * 2 + 1]) or '0')
-  if tpm > 0 and used + tokens > tpm then return {0, i, 'tokens', used} end
-  if tpm > 0 and (least < 0 or tpm - used - tokens < least) then least = tpm - used - tokens end
+  local base = (i - 1) * 3 + 1
+  local rpm = tonumber(ARGV[6 + (i - 1) * 3 + 1])
+  local tpm = tonumber(ARGV[6 + (i - 1) * 3 + 2])
+  local conc = tonumber(ARGV[6 + (i - 1) * 3 + 3])
+  if rpm > 0 then
+    local sent = tonumber(redis.call('GET', KEYS[base + 1]) or '0')
+    if sent + 1 > rpm then return {0, i, 'requests', sent} end
+    if requests_left < 0 or rpm - sent - 1 < requests_left then requests_left = rpm - sent - 1 end
+  end
+  if tpm > 0 then
+    local used = tonumber(redis.call('GET', KEYS[base + 2]) or '0')
+    if used + tokens > tpm then return {0, i, 'tokens', used} end
+    if tokens_left < 0 or tpm - used - tokens < tokens_left then tokens_left = tpm - used - tokens end
+  end
   if conc > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[(i - 1) * 2 + 2], '-inf', now)
-    local inflight = redis.call('ZCARD', KEYS[(i - 1) * 2 + 2])
+    redis.call('ZREMRANGEBYSCORE', KEYS[base + 3], '-inf', now)
+    local inflight = redis.call('ZCARD', KEYS[base + 3])
     if inflight >= conc then return {0, i, 'concurrency', inflight} end
   end
-  out[i] = used
 end
 for i = 1, n do
-  local tpm = tonumber(ARGV[4 + (i - 1) * 2 + 1])
-  local conc = tonumber(ARGV[4 + (i - 1) * 2 + 2])
-  if tpm > 0 then
-    redis.call('INCRBY', KEYS[(i - 1) * 2 + 1], tokens)
-    redis.call('EXPIRE', KEYS[(i - 1) * 2 + 1], 120)
+  local base = (i - 1) * 3 + 1
+  if tonumber(ARGV[6 + (i - 1) * 3 + 1]) > 0 then
+    redis.call('INCR', KEYS[base + 1])
+    redis.call('EXPIRE', KEYS[base + 1], 120)
   end
-  if conc > 0 then
-    redis.call('ZADD', KEYS[(i - 1) * 2 + 2], now + ttl, ARGV[2])
-    redis.call('PEXPIRE', KEYS[(i - 1) * 2 + 2], ttl)
+  if tonumber(ARGV[6 + (i - 1) * 3 + 2]) > 0 then
+    redis.call('INCRBY', KEYS[base + 2], tokens)
+    redis.call('EXPIRE', KEYS[base + 2], 120)
+  end
+  if tonumber(ARGV[6 + (i - 1) * 3 + 3]) > 0 then
+    redis.call('ZADD', KEYS[base + 3], now + ttl, ARGV[2])
+    redis.call('PEXPIRE', KEYS[base + 3], ttl)
   end
 end
-return {1, 0, '', least}
+return {1, 0, '', requests_left, tokens_left}
 """
 
 _RELEASE_SCRIPT = """
@@ -168,41 +208,65 @@ class LocalCounters:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.tokens: dict[str, int] = {}
+        self.counts: dict[str, tuple[int, float]] = {}  # key -> (count, expires at)
         self.slots: dict[str, dict[str, float]] = {}
 
+    def _count(self, key: str, now: float) -> int:
+        count, expires = self.counts.get(key, (0, 0.0))
+        return count if expires > now else 0
+
+    def _add(self, key: str, amount: int, now: float, ttl: float) -> int:
+        count, expires = self.counts.get(key, (0, 0.0))
+        if expires <= now:
+            count, expires = 0, now + ttl
+        self.counts[key] = (count + amount, expires)
+        return count + amount
+
     def admit(self, keys: list[str], args: list) -> list:
-        now, request_id, tokens, ttl = float(args[0]), args[1], int(args[2]), float(args[3])
-        least = -1
+        now_ms, request_id, tokens, ttl_ms = float(args[0]), args[1], int(args[2]), float(args[3])
+        now = now_ms / 1000
         with self.lock:
-            for i in range(len(keys) // 2):
-                tpm, conc = int(args[4 + i * 2]), int(args[5 + i * 2])
-                used = self.tokens.get(keys[i * 2], 0)
-                if tpm and used + tokens > tpm:
-                    return [0, i + 1, b"tokens", used]
-                if tpm and (least < 0 or tpm - used - tokens < least):
-                    least = tpm - used - tokens
-                slots = self.slots.setdefault(keys[i * 2 + 1], {})
-                for rid in [r for r, expiry in slots.items() if expiry <= now]:
+            if len(self.counts) > 10_000:
+                self.counts = {k: v for k, v in self.counts.items() if v[1] > now}
+            if keys[0] and self._add(keys[0], 1, now, float(args[5])) > int(args[4]):
+                return [0, 0, b"loop", self._count(keys[0], now)]
+            requests_left = tokens_left = -1
+            rules = [
+                (keys[1 + i * 3 : 4 + i * 3], [int(a) for a in args[6 + i * 3 : 9 + i * 3]])
+                for i in range(len(keys) // 3)
+            ]
+            for i, ((rpm_key, tpm_key, slot_key), (rpm, tpm, conc)) in enumerate(rules, start=1):
+                if rpm:
+                    sent = self._count(rpm_key, now)
+                    if sent + 1 > rpm:
+                        return [0, i, b"requests", sent]
+                    requests_left = rpm - sent - 1 if requests_left < 0 else min(requests_left, rpm - sent - 1)
+                if tpm:
+                    used = self._count(tpm_key, now)
+                    if used + tokens > tpm:
+                        return [0, i, b"tokens", used]
+                    tokens_left = tpm - used - tokens if tokens_left < 0 else min(tokens_left, tpm - used - tokens)
+                slots = self.slots.setdefault(slot_key, {})
+                for rid in [r for r, expiry in slots.items() if expiry <= now_ms]:
                     del slots[rid]
                 if conc and len(slots) >= conc:
-                    return [0, i + 1, b"concurrency", len(slots)]
-            for i in range(len(keys) // 2):
-                tpm, conc = int(args[4 + i * 2]), int(args[5 + i * 2])
+                    return [0, i, b"concurrency", len(slots)]
+            for (rpm_key, tpm_key, slot_key), (rpm, tpm, conc) in rules:
+                if rpm:
+                    self._add(rpm_key, 1, now, 120)
                 if tpm:
-                    self.tokens[keys[i * 2]] = self.tokens.get(keys[i * 2], 0) + tokens
+                    self._add(tpm_key, tokens, now, 120)
                 if conc:
-                    self.slots.setdefault(keys[i * 2 + 1], {})[request_id] = now + ttl
-            if len(self.tokens) > 10_000:
-                current = f":{_minute(time.time())}"
-                self.tokens = {k: v for k, v in self.tokens.items() if k.endswith(current)}
-        return [1, 0, b"", least]
+                    self.slots.setdefault(slot_key, {})[request_id] = now_ms + ttl_ms
+        return [1, 0, b"", requests_left, tokens_left]
 
     def release(self, token_keys: list[str], concurrency_keys: list[str], request_id: str, correction: int) -> None:
+        now = time.time()
         with self.lock:
             for key in token_keys:
-                if key in self.tokens:
-                    self.tokens[key] += correction
+                count, expires = self.counts.get(key, (0, 0.0))
+                if expires > now:
+                    self.counts[key] = (count + correction, expires)
             for key in concurrency_keys:
                 self.slots.get(key, {}).pop(request_id, None)
 
@@ -229,60 +293,56 @@ def reset_counters() -> None:
 # ---- admission --------------------------------------------------------------------------------
 
 
-def _request_rate(request, principal: Principal, rule: LimitRule) -> dict | None:
-    group = f"rpm:{principal.tenant_id}:{rule.scope}"
-    try:
-        return get_usage(
-            request, group=group, key=lambda g, r: rule.subject or "tenant", rate=f"{rule.rpm}/m", increment=True
-        )
-    except Exception as exc:  # the cache backend's own connection errors
-        raise LimitsUnavailable(str(exc)) from exc
-
-
 def limits_admit(
-    *, request, principal: Principal, request_id: str, rules: list[LimitRule], token_estimate: int
+    *, principal: Principal, request_id: str, rules: list[LimitRule], token_estimate: int, loop: LoopRule | None
 ) -> Grant:
-    """Count this request against every rule, or raise LimitExceeded naming the first it breaks."""
+    """Count this request against the loop throttle and every rule, or raise LimitExceeded naming
+    the first it breaks. One round trip to the counter store, whatever the number of rules."""
     grant = Grant(tenant_id=principal.tenant_id, request_id=request_id, token_estimate=token_estimate)
-    tightest_requests: tuple[int, int] | None = None
-    for rule in rules:
-        if not rule.rpm:
-            continue
-        usage = _request_rate(request, principal, rule)
-        if usage is None:
-            continue
-        remaining = max(usage["limit"] - usage["count"], 0)
-        if usage["should_limit"]:
-            raise LimitExceeded(rule.name, "requests", usage["limit"], max(int(usage["time_left"]), 1))
-        if tightest_requests is None or remaining < tightest_requests[1]:
-            tightest_requests = (usage["limit"], remaining)
-    if tightest_requests:
-        grant.headers["x-ratelimit-limit-requests"] = str(tightest_requests[0])
-        grant.headers["x-ratelimit-remaining-requests"] = str(tightest_requests[1])
-
-    metered = [r for r in rules if r.tpm or r.concurrency]
-    if not metered:
+    metered = [r for r in rules if r.rpm or r.tpm or r.concurrency]
+    if not metered and loop is None:
         return grant
     now = time.time()
     minute = f":{_minute(now)}"
-    keys, args = [], [int(now * 1000), request_id, token_estimate, settings.SPENDPLANE_RESERVATION_SECONDS * 1000]
+    loop_key = f"loop:{principal.tenant_id}:{loop.digest}" if loop else ""
+    keys = [loop_key]
+    args = [
+        int(now * 1000),
+        request_id,
+        token_estimate,
+        settings.SPENDPLANE_RESERVATION_SECONDS * 1000,
+        loop.max_repeats if loop else 0,
+        loop.window if loop else 0,
+    ]
     for rule in metered:
-        keys += [_key(principal.tenant_id, rule, "tpm", minute), _key(principal.tenant_id, rule, "inflight")]
-        args += [rule.tpm or 0, rule.concurrency or 0]
-    ok, index, kind, figure = counters().admit(keys, args)  # figure: tokens used (refused) or left (admitted)
+        keys += [
+            _key(principal.tenant_id, rule, "rpm", minute),
+            _key(principal.tenant_id, rule, "tpm", minute),
+            _key(principal.tenant_id, rule, "inflight"),
+        ]
+        args += [rule.rpm or 0, rule.tpm or 0, rule.concurrency or 0]
+    ok, index, kind, *figures = counters().admit(keys, args)
     if not ok:
-        rule = metered[index - 1]
         kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind == "loop":
+            raise LimitExceeded(f"end_user:{loop.who}", "loop", loop.max_repeats, loop.window)
+        rule = metered[index - 1]
+        if kind == "requests":
+            raise LimitExceeded(rule.name, "requests", rule.rpm, max(int(60 - now % 60), 1))
         if kind == "tokens":
             raise LimitExceeded(rule.name, "tokens", rule.tpm, max(int(60 - now % 60), 1))
         raise LimitExceeded(rule.name, "concurrency", rule.concurrency, 1)
-    grant.token_keys = [keys[i * 2] for i, rule in enumerate(metered) if rule.tpm]
-    grant.concurrency_keys = [keys[i * 2 + 1] for i, rule in enumerate(metered) if rule.concurrency]
+    requests_left, tokens_left = figures
+    grant.token_keys = [keys[2 + i * 3] for i, rule in enumerate(metered) if rule.tpm]
+    grant.concurrency_keys = [keys[3 + i * 3] for i, rule in enumerate(metered) if rule.concurrency]
+    request_rules = [r for r in metered if r.rpm]
+    if request_rules:
+        grant.headers["x-ratelimit-limit-requests"] = str(min(r.rpm for r in request_rules))
+        grant.headers["x-ratelimit-remaining-requests"] = str(max(int(requests_left), 0))
     token_rules = [r for r in metered if r.tpm]
     if token_rules:
-        tightest = min(token_rules, key=lambda r: r.tpm)
-        grant.headers["x-ratelimit-limit-tokens"] = str(tightest.tpm)
-        grant.headers["x-ratelimit-remaining-tokens"] = str(max(int(figure), 0))
+        grant.headers["x-ratelimit-limit-tokens"] = str(min(r.tpm for r in token_rules))
+        grant.headers["x-ratelimit-remaining-tokens"] = str(max(int(tokens_left), 0))
     return grant
 
 
@@ -291,28 +351,3 @@ def limits_release(grant: Grant | None, *, actual_tokens: int) -> None:
     if grant is None or not (grant.token_keys or grant.concurrency_keys):
         return
     counters().release(grant.token_keys, grant.concurrency_keys, grant.request_id, actual_tokens - grant.token_estimate)
-
-
-def loop_check(*, principal: Principal, end_user: str, body: dict) -> None:
-    """Throttle the same end user sending the same request over and over (an agent stuck in a loop)."""
-    if not principal.loop_max_repeats:
-        return
-    who = end_user or f"key:{principal.key_id}"
-    fingerprint = json.dumps(
-        [body.get("model"), body.get("messages"), body.get("tools"), body.get("system"), body.get("input")],
-        sort_keys=True,
-        default=str,
-    )
-    digest = hashlib.sha256(f"{who}\x00{fingerprint}".encode()).hexdigest()[:32]
-    key = f"loop:{principal.tenant_id}:{digest}"
-    window = principal.loop_window_seconds
-    try:
-        if cache.add(key, 1, window):
-            return
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        return
-    except Exception as exc:
-        raise LimitsUnavailable(str(exc)) from exc
-    if count > principal.loop_max_repeats:
-        raise LimitExceeded(f"end_user:{who}", "loop", principal.loop_max_repeats, window)

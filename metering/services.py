@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
-from .budgets import budget_settle
-from .models import UsageEvent
+from .budgets import SPEND_SHARDS, budget_settle
+from .models import BudgetReservation, BudgetSpend, UsageEvent
 from .pricing import Rates, Usage
 
 
@@ -83,6 +84,8 @@ def usage_record(*, entry: LedgerEntry) -> bool:
         ttft_ms=_ms(entry.ttft_ms),
         created_at=entry.created_at,
     )
+    if connection.vendor == "postgresql":
+        return _record_in_one_statement(event)
     try:
         with transaction.atomic():
             event.save(force_insert=True)
@@ -92,3 +95,40 @@ def usage_record(*, entry: LedgerEntry) -> bool:
             return False
         raise
     return True
+
+
+# PostgreSQL: the row, the release of its reservations and the settlement of its cost in one
+# statement (one round trip, one commit). Data-modifying CTEs all run, against one snapshot; the
+# reservations are released and the cost added only if this call inserted the row.
+_RECORD_SQL = """
+WITH event AS (
+    INSERT INTO {events} ({columns}) VALUES ({values})
+    ON CONFLICT (request_id) DO NOTHING RETURNING 1
+), released AS (
+    DELETE FROM {reservations} WHERE request_id = %s AND EXISTS (SELECT 1 FROM event) RETURNING counter_id
+), settled AS (
+    INSERT INTO {spends} (counter_id, shard, spent_usd)
+    SELECT counter_id, %s, %s::numeric FROM released WHERE %s::numeric > 0
+    ON CONFLICT (counter_id, shard) DO UPDATE SET spent_usd = {spends}.spent_usd + excluded.spent_usd
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM event), (SELECT count(*) FROM settled)
+"""
+_record_fields = [f for f in UsageEvent._meta.concrete_fields if not f.primary_key]
+
+
+def _record_in_one_statement(event: UsageEvent) -> bool:
+    sql = _RECORD_SQL.format(
+        events=UsageEvent._meta.db_table,
+        reservations=BudgetReservation._meta.db_table,
+        spends=BudgetSpend._meta.db_table,
+        columns=", ".join(connection.ops.quote_name(f.column) for f in _record_fields),
+        values=", ".join(["%s"] * len(_record_fields)),
+    )
+    params = [f.get_db_prep_save(f.pre_save(event, add=True), connection) for f in _record_fields]
+    cost = connection.ops.adapt_decimalfield_value(event.cost_usd, 18, 9)
+    params += [event.request_id, zlib.crc32(event.request_id.encode()) % SPEND_SHARDS, cost, cost]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        inserted, _settled = cursor.fetchone()
+    return bool(inserted)

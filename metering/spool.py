@@ -1,17 +1,24 @@
-"""The ledger's safety net: when the database cannot take a row (a restart, a failover, a full
-disk), the entry is written to a local spool file, fsynced, and replayed once the database is
-back. Replaying is idempotent on `request_id`, so a row is never lost and never counted twice.
+"""The ledger's safety net, in one local directory.
 
-Each web process replays its own spool in a background thread; `manage.py replay_ledger_spool`
-(and the Celery beat job of the same name) picks up what a dead process left behind.
+- Spool (`<request_id>.json`): when the database cannot take a row (a restart, a failover, a full
+  disk), the entry is written here, fsynced, and replayed once the database is back.
+- Outbox (`<request_id>.pending`): when the row is written after the response has gone out, the
+  entry waits here until its row commits; a process killed in between leaves the file behind.
+
+Replaying is idempotent on `request_id`, so a row is never lost and never counted twice. Each web
+process replays its own spool in a background thread; `manage.py replay_ledger_spool` (and the
+Celery beat job of the same name) picks up what a dead process left behind, outbox files included
+once they are older than OUTBOX_STALE_SECONDS.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
+import time
 from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
@@ -23,6 +30,7 @@ from .pricing import Rates, Usage
 from .services import LedgerEntry, usage_record
 
 logger = logging.getLogger("spendplane.ledger")
+OUTBOX_STALE_SECONDS = 60
 _replayer_lock = threading.Lock()
 _replayer: threading.Thread | None = None
 
@@ -70,6 +78,24 @@ def spool_write(entry: LedgerEntry) -> Path:
     return final
 
 
+def outbox_write(entry: LedgerEntry) -> Path:
+    """Keep the entry on local disk until its row commits. No fsync: this guards against the
+    process dying (the page cache survives it), not the machine; the spool fsyncs."""
+    directory = spool_dir()
+    path = directory / f"{entry.request_id}.pending"
+    data = json.dumps(_encode(entry))
+    try:
+        path.write_text(data, encoding="utf-8")
+    except FileNotFoundError:
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(data, encoding="utf-8")
+    return path
+
+
+def outbox_done(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
 def spooled_count() -> int:
     directory = spool_dir()
     return sum(1 for _ in directory.glob("*.json")) if directory.exists() else 0
@@ -80,7 +106,13 @@ def spool_replay(*, stop_on_error: bool = True) -> tuple[int, int]:
     directory = spool_dir()
     if not directory.exists():
         return 0, 0
-    paths = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime)
+    stale_before = time.time() - OUTBOX_STALE_SECONDS
+    paths = list(directory.glob("*.json"))
+    for pending in directory.glob("*.pending"):
+        with contextlib.suppress(FileNotFoundError):
+            if pending.stat().st_mtime < stale_before:
+                paths.append(pending)
+    paths.sort(key=_mtime)
     replayed = 0
     for index, path in enumerate(paths):
         try:
@@ -101,6 +133,13 @@ def spool_replay(*, stop_on_error: bool = True) -> tuple[int, int]:
         path.unlink(missing_ok=True)
         replayed += 1
     return replayed, spooled_count()
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _replay_until_empty() -> None:

@@ -12,6 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import requests
 from django.conf import settings
@@ -27,8 +28,8 @@ from metering.models import UsageEvent
 from metering.pricing import Rates, Usage
 from metering.routing import Upstream, upstreams_for
 from metering.services import LedgerEntry, usage_record
-from metering.spool import spool_write
-from tenants.auth import principal_for_raw_key, raw_key_from_headers, touch_last_used
+from metering.spool import outbox_done, outbox_write, spool_write
+from tenants.auth import key_lookup, raw_key_from_headers, touch_last_used
 from tenants.principal import Principal
 
 from . import formats, metrics, security, upstreams, validation
@@ -72,6 +73,10 @@ class ProxyCall:
     grant: limits.Grant | None = None
     response_headers: dict = field(default_factory=dict)
     recorded: bool = False
+    # Write the ledger row after the response has gone out (kept in the outbox until it commits).
+    defer_write: bool = False
+    entry: LedgerEntry | None = None
+    outbox: Path | None = None
 
     @property
     def anthropic(self) -> bool:
@@ -81,12 +86,13 @@ class ProxyCall:
         return (time.perf_counter() - self.started) * 1000
 
     def record(self, *, status: int, usage: Usage | None = None, source: str = "", error_type: str = "") -> None:
-        """Write this call's ledger row, once, whatever path ends the request."""
+        """Settle this call's ledger entry, once, whatever path ends the request; write it now, or
+        (`defer_write`) put it in the outbox for `write()` once the response is out."""
         if self.recorded:
             return
         self.recorded = True
         principal = self.principal
-        entry = LedgerEntry(
+        self.entry = LedgerEntry(
             request_id=self.request_id,
             endpoint=self.endpoint,
             created_at=self.created_at,
@@ -107,6 +113,19 @@ class ProxyCall:
             upstream_attempts=self.upstream_attempts,
             ttft_ms=self.ttft_ms,
         )
+        if self.defer_write:
+            try:
+                self.outbox = outbox_write(self.entry)
+                return
+            except OSError:
+                logger.exception("ledger outbox unavailable for %s; writing now", self.request_id)
+        self.write()
+
+    def write(self) -> None:
+        """The ledger row, the release of the rate-limit counters, the metrics; each at most once."""
+        entry, self.entry = self.entry, None
+        if entry is None:
+            return
         try:
             usage_record(entry=entry)
         except Exception:
@@ -114,6 +133,8 @@ class ProxyCall:
             _spool(entry)
         finally:
             limits.limits_release(self.grant, actual_tokens=entry.usage.prompt_tokens + entry.usage.completion_tokens)
+        if self.outbox is not None:
+            outbox_done(self.outbox)
         # After the ledger, and on its own: a metrics fault must never cost a ledger row.
         try:
             metrics.observe(entry=entry)
@@ -131,7 +152,7 @@ def _spool(entry: LedgerEntry) -> None:
 
 
 def handle(request, endpoint: str) -> HttpResponse:
-    call = ProxyCall(endpoint=endpoint)
+    call = ProxyCall(endpoint=endpoint, defer_write=settings.SPENDPLANE_LEDGER_AFTER_RESPONSE)
     request_id_var.set(call.request_id)
     try:
         response = _run(request, call)
@@ -153,7 +174,23 @@ def handle(request, endpoint: str) -> HttpResponse:
     response["x-request-id"] = call.request_id
     for name, value in call.response_headers.items():
         response[name] = value
+    if call.entry is not None:
+        _write_after_sending(response, call)
     return response
+
+
+def _write_after_sending(response: HttpResponse, call: ProxyCall) -> None:
+    """The server closes a response once its last byte is sent: write the ledger row then, before
+    Django's own clean-up (which may close the database connection)."""
+    close = response.close
+
+    def write_then_close() -> None:
+        try:
+            call.write()
+        finally:
+            close()
+
+    response.close = write_then_close
 
 
 def _run(request, call: ProxyCall) -> HttpResponse:
@@ -190,24 +227,22 @@ def authenticate(request, call: ProxyCall | None = None) -> Principal:
             type="authentication_error",
             code="missing_api_key",
         )
-    # An address sending bad keys may still use a good key the cache knows, at no database read.
-    retry_after = security.bad_keys_retry_after(request.META)
-    principal = principal_for_raw_key(raw, read_database=retry_after is None)
-    if retry_after is not None and (principal is None or principal.revoked):
+    principal, blocked_for = key_lookup(raw, client_meta=request.META)
+    if blocked_for is not None and (principal is None or principal.revoked):
         raise ProxyError(
             429,
-            f"Too many invalid API keys from this address; retry after {retry_after} s.",
+            f"Too many invalid API keys from this address; retry after {blocked_for} s.",
             type="rate_limit_error",
             code="too_many_invalid_keys",
-            headers={"Retry-After": str(retry_after)},
+            headers={"Retry-After": str(blocked_for)},
         )
     if principal is None:
-        security.bad_key_note(request.META)
+        security.bad_key_note(request)
         raise ProxyError(401, "Incorrect API key provided.", type="authentication_error", code="invalid_api_key")
     if call is not None:
         call.principal = principal
     if principal.revoked:
-        security.bad_key_note(request.META)
+        security.bad_key_note(request)
         raise ProxyError(401, "This API key has been revoked.", type="authentication_error", code="revoked_api_key")
     if principal.expires_at is not None and principal.expires_at <= timezone.now():
         raise ProxyError(401, "This API key has expired.", type="authentication_error", code="expired_api_key")
@@ -289,13 +324,12 @@ def _limit(request, call: ProxyCall) -> tuple[list, int]:
     budget_rules = budgets.rules_for(principal, end_user=call.end_user, feature=call.feature, at=call.created_at)
     max_output = _max_output_tokens(call, cap_if_unset=any(r.hard for r in budget_rules))
     try:
-        limits.loop_check(principal=principal, end_user=call.end_user, body=call.body)
         call.grant = limits.limits_admit(
-            request=request,
             principal=principal,
             request_id=call.request_id,
             rules=limits.rules_for(principal, end_user=call.end_user, feature=call.feature),
             token_estimate=call.prompt_estimate + max_output,
+            loop=limits.loop_rule_for(principal, end_user=call.end_user, body=call.body),
         )
         call.response_headers.update(call.grant.headers)
     except limits.LimitExceeded as exceeded:
@@ -576,6 +610,7 @@ def _response_text(call: ProxyCall, data: dict) -> str:
 
 def _forward_stream(request, call: ProxyCall) -> StreamingHttpResponse:
     upstream_response = _send(call, request, stream=True)
+    call.defer_write = False  # a stream is recorded after its last byte anyway
     client_wants_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
     tracker = (
         formats.AnthropicStreamTracker()

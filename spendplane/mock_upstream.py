@@ -6,7 +6,8 @@ transfer encoding, a configurable delay, and fault modes. A fault is chosen for 
 one of: 500, 503, 429, 400, timeout (sleeps MOCK_SLEEP=<s>, default 3), malformed, cut, nousage.
 `MOCK_FAIL_FIRST=<n>` beside a fault applies it only to the first n requests carrying the same
 last message, so a retry can succeed. `MOCK_LATENCY_MS=<ms>` delays one answer;
-`MOCK_CHUNK_DELAY_MS=<ms>` slows one stream.
+`MOCK_CHUNK_DELAY_MS=<ms>` slows one stream; `MOCK_REPLY_TOKENS=<n>` lengthens a reply past the
+default 24 tokens (up to max_tokens).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ OPENAI_MODELS = [
 ANTHROPIC_MODELS = ["claude-3-5-haiku-latest", "claude-sonnet-4-0"]
 _FAULT = re.compile(r"MOCK_FAULT=(\w+)")
 _FAIL_FIRST = re.compile(r"MOCK_FAIL_FIRST=(\d+)")
+_REPLY_TOKENS = re.compile(r"MOCK_REPLY_TOKENS=(\d+)")
 _LATENCY = re.compile(r"MOCK_LATENCY_MS=(\d+)")
 _CHUNK_DELAY = re.compile(r"MOCK_CHUNK_DELAY_MS=(\d+)")
 # Each word is one token (o200k and cl100k), so a reply of max_tokens words costs exactly max_tokens.
@@ -77,7 +79,8 @@ def _last_text(body: dict) -> str:
 
 def _reply_words(body: dict) -> list[str]:
     limit = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_REPLY_TOKENS
-    count = max(1, min(int(limit), DEFAULT_REPLY_TOKENS))
+    longer = _REPLY_TOKENS.search(_last_text(body))
+    count = max(1, min(int(limit), int(longer.group(1)) if longer else DEFAULT_REPLY_TOKENS))
     return [_WORDS[i % len(_WORDS)] for i in range(count)]
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 from django.conf import settings
 from django.core.cache import cache
+from django_ratelimit.core import get_usage
 
 logger = logging.getLogger("spendplane.security")
 
@@ -46,30 +48,37 @@ def client_address(meta) -> str:
     return meta.get("REMOTE_ADDR", "")
 
 
-def _bad_key_counter(address: str) -> str:
-    return f"badkey:{address}:{int(time.time() // 60)}"
+def blocked_cache_key(meta) -> str:
+    """The cache entry that marks an address as blocked (its value: when the block ends, epoch s)."""
+    return f"badkey-blocked:{client_address(meta)}"
+
+
+def retry_after_from_flag(flag) -> int | None:
+    if not flag:
+        return None
+    return max(1, math.ceil(float(flag) - time.time()))
 
 
 def bad_keys_retry_after(meta) -> int | None:
-    """Seconds to wait when this address sent too many unknown keys this minute, else None.
-    Checked before the key is looked up, so guessing costs the gateway one cache read."""
-    limit = settings.SPENDPLANE_BAD_KEYS_PER_MINUTE
-    if not limit:
-        return None
+    """Seconds this address stays blocked for sending too many bad keys, else None."""
     try:
-        failures = cache.get(_bad_key_counter(client_address(meta)), 0)
+        return retry_after_from_flag(cache.get(blocked_cache_key(meta)))
     except Exception:
         return None  # the brake is a nicety; the key check itself still runs
-    if failures < limit:
-        return None
-    return 60 - int(time.time()) % 60
 
 
-def bad_key_note(meta) -> None:
-    """Count one unknown or revoked key from this address."""
-    counter = _bad_key_counter(client_address(meta))
+def bad_key_note(request) -> None:
+    """Count one unknown or revoked key (or wrong master key) from this address, with
+    django-ratelimit's fixed window; at the limit, the address is blocked until the window ends."""
+    limit = settings.SPENDPLANE_BAD_KEYS_PER_MINUTE
+    if not limit:
+        return
     try:
-        if not cache.add(counter, 1, 120):
-            cache.incr(counter)
+        usage = get_usage(
+            request, group="bad-keys", key=lambda _group, r: client_address(r.META), rate=f"{limit}/m", increment=True
+        )
+        if usage and usage["count"] >= usage["limit"]:
+            seconds = max(int(usage["time_left"]), 1)
+            cache.set(blocked_cache_key(request.META), time.time() + seconds, seconds)
     except Exception:
         logger.warning("could not count a bad key; the cache is unavailable")

@@ -223,6 +223,9 @@ SPENDPLANE_UPSTREAM_RETRY_MAX_WAIT_SECONDS = env.float("SPENDPLANE_UPSTREAM_RETR
 # Seconds a resolved API key, plan or price table is trusted before it is read again.
 SPENDPLANE_CACHE_SECONDS = env.int("SPENDPLANE_CACHE_SECONDS", default=30)
 
+# Write a non-streamed request's ledger row after its response is sent (kept in the outbox under
+# SPENDPLANE_LEDGER_SPOOL_DIR until it commits), taking the database write off the client's wait.
+SPENDPLANE_LEDGER_AFTER_RESPONSE = env.bool("SPENDPLANE_LEDGER_AFTER_RESPONSE", default=True)
 # Ledger rows the database could not take wait here (fsynced) until they are replayed.
 SPENDPLANE_LEDGER_SPOOL_DIR = env("SPENDPLANE_LEDGER_SPOOL_DIR", default="") or str(
     BASE_DIR / ".cache" / "ledger-spool"

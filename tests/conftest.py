@@ -62,6 +62,9 @@ def _gateway_settings(settings, mock_upstream):
     settings.ANTHROPIC_API_KEY = "upstream-anthropic-secret"
     settings.SPENDPLANE_UPSTREAM_READ_TIMEOUT = 10
     settings.SPENDPLANE_UPSTREAM_RETRY_BASE_SECONDS = 0.01
+    # Rows written before the response, so a test may read the ledger as soon as it has an answer;
+    # tests/proxy/test_ledger_after_response.py covers the production default.
+    settings.SPENDPLANE_LEDGER_AFTER_RESPONSE = False
     cache.clear()
     forget_routes()
     forget_overrides()

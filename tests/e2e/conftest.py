@@ -52,6 +52,7 @@ class GatewayProcess:
             "SPENDPLANE_THREADS": "32",
             "SPENDPLANE_KEY_PEPPER": settings.SPENDPLANE_KEY_PEPPER,
             "LOG_LEVEL": "WARNING",
+            "SPENDPLANE_LEDGER_AFTER_RESPONSE": "0",
             **extra_env,
         }
         self.proc = subprocess.Popen(

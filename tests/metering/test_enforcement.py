@@ -240,14 +240,18 @@ def test_a_budget_created_mid_period_counts_the_spend_already_in_the_ledger(open
 def test_with_redis_down_it_fails_closed_and_keeps_budgets_exact(openai_client, alice, settings):
     alice.tenant.monthly_budget_usd = Decimal("10")
     alice.tenant.save()
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
-    }
-    with pytest.raises(openai.APIStatusError) as caught:
+    dead = "redis://127.0.0.1:1/0"
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": dead}}
+    settings.REDIS_URL = dead
+    limits.reset_counters()
+    try:
+        with pytest.raises(openai.APIStatusError) as caught:
+            chat(openai_client)
+        assert (caught.value.status_code, caught.value.body["code"]) == (503, "limits_unavailable")
+        settings.SPENDPLANE_REDIS_FAILURE = "open"
         chat(openai_client)
-    assert (caught.value.status_code, caught.value.body["code"]) == (503, "limits_unavailable")
-    settings.SPENDPLANE_REDIS_FAILURE = "open"
-    chat(openai_client)
+    finally:
+        limits.reset_counters()
     counter = BudgetCounter.objects.get(tenant=alice.tenant, scope="tenant")
     assert counter.spent() == UsageEvent.objects.get(status_code=200).cost_usd > 0
     assert UsageEvent.objects.filter(status_code=503).count() == 1

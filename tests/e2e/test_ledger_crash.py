@@ -1,0 +1,70 @@
+"""A gateway process killed after a response went out but before its ledger row committed: the
+row is not lost. The outbox file it left is replayed, once, and the budget settles exactly."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psycopg
+import pytest
+import requests
+from django.core.management import call_command
+from django.db import connection
+
+from metering import spool
+from metering.models import BudgetCounter, BudgetReservation, UsageEvent
+from tests.e2e.conftest import _database_url
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="holds a PostgreSQL table lock")
+def test_a_process_killed_before_its_row_commits_loses_nothing(start_gateway, alice, tmp_path, settings):
+    settings.SPENDPLANE_LEDGER_SPOOL_DIR = str(tmp_path)
+    gateway = start_gateway(SPENDPLANE_LEDGER_AFTER_RESPONSE="1", SPENDPLANE_LEDGER_SPOOL_DIR=str(tmp_path))
+
+    def chat(content: str) -> requests.Response:
+        return requests.post(
+            f"{gateway.url}/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "max_tokens": 6, "messages": [{"role": "user", "content": content}]},
+            headers={"Authorization": f"Bearer {alice.raw_key}"},
+            timeout=30,
+        )
+
+    warm = chat("warm up")
+    assert warm.status_code == 200
+    deadline = time.monotonic() + 10
+    while not UsageEvent.objects.filter(request_id=warm.headers["x-request-id"]).exists():
+        assert time.monotonic() < deadline, "the warm-up row was never written"
+        time.sleep(0.05)
+
+    with psycopg.connect(_database_url().replace("postgres://", "postgresql://")) as blocker:
+        blocker.execute(f"LOCK TABLE {UsageEvent._meta.db_table} IN EXCLUSIVE MODE")  # inserts now wait
+        answered = chat("answered, then the process dies")
+        assert answered.status_code == 200
+        request_id = answered.headers["x-request-id"]
+        outbox = tmp_path / f"{request_id}.pending"
+        assert outbox.exists()
+        gateway.kill()
+        # The dead process's statement still waits in its server backend; end it uncommitted, as
+        # a crash before the commit reached the database would.
+        blocker.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE %s",
+            [f"%INSERT INTO {UsageEvent._meta.db_table}%"],
+        )
+        blocker.rollback()
+
+    assert not UsageEvent.objects.filter(request_id=request_id).exists()
+    assert BudgetReservation.objects.filter(request_id=request_id).exists()
+    old = time.time() - spool.OUTBOX_STALE_SECONDS - 1
+    os.utime(outbox, (old, old))
+    call_command("replay_ledger_spool")
+    call_command("replay_ledger_spool")  # twice: still one row
+    row = UsageEvent.objects.get(request_id=request_id)
+    assert (row.status_code, row.completion_tokens) == (200, 6)
+    assert UsageEvent.objects.count() == 2
+    assert not BudgetReservation.objects.exists()
+    counter = BudgetCounter.objects.get(tenant=alice.tenant, scope="tenant")
+    assert counter.spent() == sum(r.cost_usd for r in UsageEvent.objects.all())
