@@ -90,9 +90,34 @@ def prepare(*, workers: int, threads: int, **extra_env) -> Stack:
     )
 
 
+def seed_tenant(name: str, **plan_fields) -> tuple:
+    """A plan named `name` with every control on and none tripping (override with plan_fields),
+    a tenant on it and a fresh API key: (tenant, raw key). Call after prepare()."""
+    from decimal import Decimal
+
+    from tenants import services
+    from tenants.models import Plan, Tenant
+
+    defaults = {
+        "monthly_budget_usd": Decimal("1000000"),
+        "rpm_limit": 10_000_000,
+        "tpm_limit": 1_000_000_000,
+        "max_concurrency": 100_000,
+        "loop_max_repeats": 1_000_000_000,
+        "loop_window_seconds": 60,
+        "guard_mode": "block",
+        **plan_fields,
+    }
+    plan, _ = Plan.objects.update_or_create(name=name, defaults=defaults)
+    tenant, _ = Tenant.objects.get_or_create(external_id=name, defaults={"name": name.title(), "plan": plan})
+    _, key = services.api_key_create(tenant=tenant, name=name)
+    return tenant, key
+
+
 @contextlib.contextmanager
 def running(stack: Stack, *, latency_ms: float = 0, chunk_delay_ms: float = 0):
-    """The mock upstream and the gateway, stopped (and the work directory removed) afterwards."""
+    """The mock upstream and the gateway, stopped (and the work directory removed) afterwards.
+    The gateway's log goes to spendplane-bench-gateway.log in the temporary directory."""
     mock_port = stack.mock_url.rsplit(":", 1)[1]
     mock = [sys.executable, "manage.py", "mock_upstream", "--port", mock_port, "--latency-ms", str(latency_ms)]
     if chunk_delay_ms:
@@ -103,7 +128,7 @@ def running(stack: Stack, *, latency_ms: float = 0, chunk_delay_ms: float = 0):
             [sys.executable, "-m", "gunicorn", "-c", "spendplane/gunicorn.conf.py", "spendplane.wsgi"],
             cwd=ROOT,
             env=stack.env,
-            stderr=subprocess.DEVNULL,
+            stderr=open(Path(tempfile.gettempdir()) / "spendplane-bench-gateway.log", "w"),  # noqa: SIM115
         ),
     ]
     try:

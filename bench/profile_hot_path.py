@@ -15,9 +15,8 @@ import statistics
 import subprocess
 import sys
 import time
-from decimal import Decimal
 
-from harness import ROOT, prepare, wait_up
+from harness import ROOT, prepare, seed_tenant, wait_up
 
 
 def main() -> None:
@@ -31,22 +30,7 @@ def main() -> None:
     from django.test import Client
     from pyinstrument import Profiler
 
-    from tenants import services
-    from tenants.models import Plan, Tenant
-
-    plan, _ = Plan.objects.update_or_create(
-        name="profile",
-        defaults={
-            "monthly_budget_usd": Decimal("1000000"),
-            "rpm_limit": 10_000_000,
-            "tpm_limit": 1_000_000_000,
-            "max_concurrency": 10_000,
-            "loop_max_repeats": 1_000_000_000,
-            "guard_mode": "block",
-        },
-    )
-    tenant, _ = Tenant.objects.get_or_create(external_id="profile", defaults={"name": "Profile", "plan": plan})
-    _, key = services.api_key_create(tenant=tenant, name="profile")
+    _tenant, key = seed_tenant("profile")
     mock_port = stack.mock_url.rsplit(":", 1)[1]
     mock = subprocess.Popen(
         [sys.executable, "manage.py", "mock_upstream", "--port", mock_port], cwd=ROOT, env=stack.env

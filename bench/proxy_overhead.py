@@ -15,11 +15,10 @@ import re
 import shutil
 import subprocess
 import time
-from decimal import Decimal
 from pathlib import Path
 
 import requests
-from harness import cpu_by_group, prepare, running
+from harness import cpu_by_group, prepare, running, seed_tenant
 
 LUA = """
 wrk.method = "POST"
@@ -81,26 +80,14 @@ def main() -> None:
     stack = prepare(workers=args.workers, threads=args.threads)
     workdir = stack.workdir
     from metering.models import UsageEvent
-    from tenants import services
-    from tenants.models import Plan, Tenant
 
     # Every control on, none of them tripping: a budget reserved against, rpm/tpm/concurrency
-    # counted, the loop throttle fingerprinting each request.
-    on = args.controls == "on"
-    plan, _ = Plan.objects.update_or_create(
-        name="bench",
-        defaults={
-            "monthly_budget_usd": Decimal("1000000") if on else None,
-            "rpm_limit": 10_000_000 if on else None,
-            "tpm_limit": 1_000_000_000 if on else None,
-            "max_concurrency": 10_000 if on else None,
-            "loop_max_repeats": 1_000_000_000 if on else 0,
-            "loop_window_seconds": 60,
-            "guard_mode": "block" if on else "off",
-        },
-    )
-    tenant, _ = Tenant.objects.get_or_create(external_id="bench", defaults={"name": "Bench", "plan": plan})
-    _, key = services.api_key_create(tenant=tenant, name="bench")
+    # counted, the loop throttle fingerprinting each request. Off: auth and the ledger only.
+    if args.controls == "on":
+        tenant, key = seed_tenant("bench")
+    else:
+        off = {"monthly_budget_usd": None, "rpm_limit": None, "tpm_limit": None, "max_concurrency": None}
+        tenant, key = seed_tenant("bench-off", **off, loop_max_repeats=0, guard_mode="off")
 
     with running(stack, latency_ms=args.latency_ms):
         direct = f"{stack.mock_url}/v1/chat/completions"

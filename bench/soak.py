@@ -19,10 +19,9 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 
 import requests
-from harness import children, cpu_seconds, prepare, rss_mb, running
+from harness import children, cpu_seconds, prepare, rss_mb, running, seed_tenant
 
 MEMORY_GROWTH_LIMIT = 0.15  # after warm-up; more than this is reported as a leak
 
@@ -98,22 +97,8 @@ def main() -> None:
 
     stack = prepare(workers=args.workers, threads=args.threads)
     from metering.models import UsageEvent
-    from tenants import services
-    from tenants.models import Plan, Tenant
 
-    plan, _ = Plan.objects.update_or_create(
-        name="soak",
-        defaults={
-            "monthly_budget_usd": Decimal("1000000"),
-            "rpm_limit": 1_000_000,
-            "tpm_limit": 1_000_000_000,
-            "max_concurrency": 10_000,
-            "loop_max_repeats": 50,
-            "guard_mode": "block",
-        },
-    )
-    tenant, _ = Tenant.objects.get_or_create(external_id="soak", defaults={"name": "Soak", "plan": plan})
-    _, key = services.api_key_create(tenant=tenant, name="soak")
+    tenant, key = seed_tenant("soak", rpm_limit=1_000_000, loop_max_repeats=50)
 
     outcomes: Counter = Counter()
     latencies: list[float] = []

@@ -186,7 +186,17 @@ class RedisCounters:
         import redis
 
         self.errors = (redis.RedisError, OSError)
-        self.client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        # Threads share a few connections and wait for one (a script takes well under a
+        # millisecond), instead of failing past redis-py's 100 once hundreds of streams are open.
+        # A refused Redis fails within a second; a busy one is waited for, not reported as down.
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=settings.SPENDPLANE_REDIS_MAX_CONNECTIONS,
+            timeout=5.0,
+            socket_timeout=5.0,
+            socket_connect_timeout=1.0,
+        )
+        self.client = redis.Redis(connection_pool=pool)
         self.admit_script = self.client.register_script(_ADMIT_SCRIPT)
         self.release_script = self.client.register_script(_RELEASE_SCRIPT)
 

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import requests
+import urllib3
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
 from guard import middleware as guard_step
 from guard.models import GuardEvent, GuardMode
@@ -211,6 +212,10 @@ def _run(request, call: ProxyCall) -> HttpResponse:
     _guard(call)
     _reserve(call, budget_rules, max_output)
     touch_last_used(call.principal)
+    if not connection.in_atomic_block:
+        # Back to the pool while the provider works (seconds, for a stream); the ledger write
+        # takes a connection again. A thread waiting on a provider then holds no connection.
+        connection.close()
     if call.stream:
         return _forward_stream(request, call)
     return _forward(request, call)
@@ -438,7 +443,7 @@ class _AttemptFailed(Exception):
         self.error, self.reason, self.retry_same, self.retry_after = error, reason, retry_same, retry_after
 
 
-def _send(call: ProxyCall, request, *, stream: bool) -> requests.Response:
+def _send(call: ProxyCall, request, *, stream: bool) -> urllib3.BaseHTTPResponse:
     """The first usable response from the model's routes, in priority order, each retried per
     its provider's policy. Nothing has reached the client before this returns, so a retry never
     duplicates output; only the response that is relayed is metered."""
@@ -473,53 +478,52 @@ def _retry_wait(attempt: int, retry_after: float | None) -> float | None:
     return min(cap, base * random.uniform(0.5, 1.0))
 
 
-def _send_once(call: ProxyCall, request, *, stream: bool) -> requests.Response:
+def _send_once(call: ProxyCall, request, *, stream: bool) -> urllib3.BaseHTTPResponse:
     url, headers, payload = _upstream_request(call, request)
     upstream = call.upstream
     call.upstream_attempts += 1
     sent = time.perf_counter()
     try:
-        response = upstreams.session_for(upstream).post(
-            url,
-            data=payload,
-            headers=headers,
-            timeout=(upstream.connect_timeout, upstream.read_timeout),
-            stream=stream,
-        )
-    except requests.ConnectTimeout:
+        response = upstreams.post(upstream, url, body=payload, headers=headers, stream=stream)
+    except NewConnectionError:
         call.upstream_ms = (time.perf_counter() - sent) * 1000
-        error = ProxyError(
-            504, f"The upstream provider '{upstream.name}' timed out.", type="api_error", code="upstream_timeout"
-        )
-        raise _AttemptFailed(error, "connect_timeout", retry_same=True) from None
-    except requests.Timeout:
+        logger.warning("upstream %s refused the connection", upstream.name)
+        raise _AttemptFailed(_unreachable(upstream), "connection_refused", retry_same=True) from None
+    except ConnectTimeoutError:
+        call.upstream_ms = (time.perf_counter() - sent) * 1000
+        raise _AttemptFailed(_timed_out(upstream), "connect_timeout", retry_same=True) from None
+    except ReadTimeoutError:
         # The provider may still be working on it: never ask it twice, but a fallback may answer.
         call.upstream_ms = (time.perf_counter() - sent) * 1000
-        error = ProxyError(
-            504, f"The upstream provider '{upstream.name}' timed out.", type="api_error", code="upstream_timeout"
-        )
-        raise _AttemptFailed(error, "read_timeout", retry_same=False) from None
-    except requests.RequestException as exc:
+        raise _AttemptFailed(_timed_out(upstream), "read_timeout", retry_same=False) from None
+    except (HTTPError, OSError) as exc:
         call.upstream_ms = (time.perf_counter() - sent) * 1000
-        error = ProxyError(
-            502,
-            f"The upstream provider '{upstream.name}' is unreachable.",
-            type="api_error",
-            code="upstream_unavailable",
-        )
-        raise _AttemptFailed(error, exc.__class__.__name__.lower(), retry_same=True) from None
+        logger.warning("upstream %s unreachable: %s", upstream.name, exc.__class__.__name__)
+        raise _AttemptFailed(_unreachable(upstream), exc.__class__.__name__.lower(), retry_same=True) from None
     call.upstream_ms = (time.perf_counter() - sent) * 1000
-    if response.status_code >= 400:
+    if response.status >= 400:
         error = _upstream_error(call, response)
-        if response.status_code in _RETRYABLE_STATUS:
+        if response.status in _RETRYABLE_STATUS:
             raise _AttemptFailed(
                 error,
-                str(response.status_code),
+                str(response.status),
                 retry_same=True,
                 retry_after=_retry_after_seconds(response.headers.get("retry-after")),
             )
         raise error
     return response
+
+
+def _timed_out(upstream: Upstream) -> ProxyError:
+    return ProxyError(
+        504, f"The upstream provider '{upstream.name}' timed out.", type="api_error", code="upstream_timeout"
+    )
+
+
+def _unreachable(upstream: Upstream) -> ProxyError:
+    return ProxyError(
+        502, f"The upstream provider '{upstream.name}' is unreachable.", type="api_error", code="upstream_unavailable"
+    )
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
@@ -531,18 +535,20 @@ def _retry_after_seconds(value: str | None) -> float | None:
         return float("inf")  # an HTTP date: too long to wait here, so the next route is tried
 
 
-def _upstream_error(call: ProxyCall, response: requests.Response) -> ProxyError:
+def _upstream_error(call: ProxyCall, response: urllib3.BaseHTTPResponse) -> ProxyError:
     """The provider's own error, relayed with its status and message in the client's format."""
     try:
-        content = response.content
+        content = response.data
         payload = json.loads(content) if content else {}
-    except (ValueError, requests.RequestException):
+    except (ValueError, HTTPError, OSError):
         payload = {}
+    finally:
+        upstreams.finish(response, consumed=False)
     detail = payload.get("error") if isinstance(payload, dict) else None
     message = detail.get("message") if isinstance(detail, dict) else None
     kind = detail.get("type") if isinstance(detail, dict) else None
     code = detail.get("code") if isinstance(detail, dict) else None
-    status = response.status_code
+    status = response.status
     if status >= 500:
         return ProxyError(
             502,
@@ -571,7 +577,7 @@ def _estimated(call: ProxyCall, completion_text: str, prompt_tokens: int | None 
 
 def _forward(request, call: ProxyCall) -> HttpResponse:
     upstream_response = _send(call, request, stream=False)
-    content = upstream_response.content
+    content = upstream_response.data
     try:
         data = json.loads(content)
         if not isinstance(data, dict):
@@ -593,8 +599,8 @@ def _forward(request, call: ProxyCall) -> HttpResponse:
     source = UsageEvent.UsageSource.PROVIDER
     if usage is None:
         usage, source = _estimated(call, _response_text(call, data)), UsageEvent.UsageSource.ESTIMATED
-    call.record(status=upstream_response.status_code, usage=usage, source=source)
-    return HttpResponse(content, status=upstream_response.status_code, content_type="application/json")
+    call.record(status=upstream_response.status, usage=usage, source=source)
+    return HttpResponse(content, status=upstream_response.status, content_type="application/json")
 
 
 def _response_text(call: ProxyCall, data: dict) -> str:
@@ -628,7 +634,7 @@ class StreamRelay:
     """The streamed body. The server calls `close()` when the response ends, is abandoned, or is
     never iterated at all; each way the upstream is closed and the request recorded once."""
 
-    def __init__(self, call: ProxyCall, upstream_response: requests.Response, tracker) -> None:
+    def __init__(self, call: ProxyCall, upstream_response: urllib3.BaseHTTPResponse, tracker) -> None:
         self.call = call
         self.upstream_response = upstream_response
         self.tracker = tracker
@@ -640,17 +646,17 @@ class StreamRelay:
     def close(self) -> None:
         self._events.close()
         if not self.call.recorded:
-            self.upstream_response.close()
+            upstreams.finish(self.upstream_response, consumed=False)
             _settle_stream(self.call, self.tracker, "client_disconnected")
 
 
-def _relay(call: ProxyCall, upstream_response: requests.Response, tracker):
+def _relay(call: ProxyCall, upstream_response: urllib3.BaseHTTPResponse, tracker):
     """Relay events as they arrive; whatever ends the stream, record it exactly once."""
     outcome = "cut"
     buffer = b""
     try:
         try:
-            for chunk in upstream_response.iter_content(chunk_size=_STREAM_READ_BYTES):
+            for chunk in upstream_response.stream(_STREAM_READ_BYTES, decode_content=False):
                 events, buffer = formats.split_sse_events(buffer + chunk)
                 for event in events:
                     relayed = tracker.relay(event)
@@ -661,7 +667,7 @@ def _relay(call: ProxyCall, upstream_response: requests.Response, tracker):
                     yield relayed
             if tracker.done:
                 outcome = "complete"
-        except requests.RequestException as exc:
+        except (HTTPError, OSError) as exc:
             logger.warning("upstream stream for %s broke: %s", call.request_id, exc.__class__.__name__)
         if outcome == "cut":
             yield _stream_error_event(call)
@@ -669,7 +675,7 @@ def _relay(call: ProxyCall, upstream_response: requests.Response, tracker):
         outcome = "client_disconnected"
         raise
     finally:
-        upstream_response.close()
+        upstreams.finish(upstream_response, consumed=outcome == "complete")
         _settle_stream(call, tracker, outcome)
 
 

@@ -394,15 +394,19 @@ class MockHandler(BaseHTTPRequestHandler):
         return None
 
 
+class _MockServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # The listen backlog is set when the socket opens: the default 5 drops bursts of connections.
+    request_queue_size = 4096
+
+
 class MockUpstream:
     """The mock server, in a background thread (tests) or in the foreground (the command)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, **options) -> None:
         self.state = MockState(**options)
         handler = type("BoundMockHandler", (MockHandler,), {"state": self.state})
-        ThreadingHTTPServer.daemon_threads = True
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.server.request_queue_size = 1024
+        self.server = _MockServer((host, port), handler)
         self.thread: threading.Thread | None = None
 
     @property

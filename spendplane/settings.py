@@ -108,18 +108,35 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
     # A file, not shared-cache memory: the live-server threads of the tests would lock each other out.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".cache" / "test-db.sqlite3")}
+elif env.int("DB_POOL_MAX_SIZE", default=20):
+    # psycopg's pool: every thread of a process shares a few connections, so a worker holding
+    # hundreds of streams (a thread each) does not need hundreds of PostgreSQL connections.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # the pool replaces a connection a restart broke
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
+        "max_size": env.int("DB_POOL_MAX_SIZE", default=20),
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+    }
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="")
+# Redis connections per process (each of the cache and the rate-limit counters), shared by threads.
+SPENDPLANE_REDIS_MAX_CONNECTIONS = env.int("SPENDPLANE_REDIS_MAX_CONNECTIONS", default=64)
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "sp",
+            # Shared by all of a process's threads, which wait for a free connection.
+            "OPTIONS": {
+                "pool_class": "redis.BlockingConnectionPool",
+                "max_connections": SPENDPLANE_REDIS_MAX_CONNECTIONS,
+                "timeout": 5,
+            },
         }
     }
 else:

@@ -20,8 +20,10 @@ from spendplane.mock_upstream import MockUpstream
 from tenants import services
 from tenants.models import Plan
 
-# Live-server threads must not keep connections open, or the test database cannot be dropped.
+# Live-server threads must not keep connections open, or the test database cannot be dropped; the
+# test process does without the pool (the gateway processes of tests/e2e use it, as production).
 connections["default"].settings_dict["CONN_MAX_AGE"] = 0
+connections["default"].settings_dict.get("OPTIONS", {}).pop("pool", None)
 
 MASTER_KEY = "test-master-key"
 _real_connect = socket.socket.connect
