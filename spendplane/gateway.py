@@ -127,14 +127,15 @@ class ProxyCall:
         entry, self.entry = self.entry, None
         if entry is None:
             return
+        kept = True
         try:
             usage_record(entry=entry)
         except Exception:
             logger.exception("ledger write failed for %s; spooling it for replay", self.request_id)
-            _spool(entry)
+            kept = _spool(entry)
         finally:
             limits.limits_release(self.grant, actual_tokens=entry.usage.prompt_tokens + entry.usage.completion_tokens)
-        if self.outbox is not None:
+        if self.outbox is not None and kept:  # else the outbox file is the last copy: leave it for replay
             outbox_done(self.outbox)
         # After the ledger, and on its own: a metrics fault must never cost a ledger row.
         try:
@@ -143,13 +144,16 @@ class ProxyCall:
             logger.exception("metrics update failed for %s", self.request_id)
 
 
-def _spool(entry: LedgerEntry) -> None:
+def _spool(entry: LedgerEntry) -> bool:
+    """Keep an entry the database refused; False when the disk refused it too."""
     try:
         spool_write(entry)
-        metrics.LEDGER_SPOOLED.inc()
     except Exception:
         # Both the database and the local disk failed: everything needed to replay it, loudly.
         logger.critical("LEDGER ROW LOST for %s: %r", entry.request_id, entry, exc_info=True)
+        return False
+    metrics.LEDGER_SPOOLED.inc()
+    return True
 
 
 def handle(request, endpoint: str) -> HttpResponse:
@@ -157,20 +161,9 @@ def handle(request, endpoint: str) -> HttpResponse:
     request_id_var.set(call.request_id)
     try:
         response = _run(request, call)
-    except ProxyError as error:
+    except Exception as exc:
+        error = _as_proxy_error(exc, call)
         call.record(status=error.status, error_type=error.code or error.type)
-        response = error.response(anthropic=call.anthropic)
-    except DatabaseError:
-        logger.exception("database unavailable for %s", call.request_id)
-        error = ProxyError(
-            503, "The gateway's database is unavailable; retry shortly.", type="api_error", code="database_unavailable"
-        )
-        call.record(status=503, error_type="database_unavailable")
-        response = error.response(anthropic=call.anthropic)
-    except Exception:
-        logger.exception("proxy failure on %s", call.request_id)
-        error = ProxyError(500, "The gateway failed to handle this request.", type="api_error", code="internal_error")
-        call.record(status=500, error_type="internal_error")
         response = error.response(anthropic=call.anthropic)
     response["x-request-id"] = call.request_id
     for name, value in call.response_headers.items():
@@ -178,6 +171,20 @@ def handle(request, endpoint: str) -> HttpResponse:
     if call.entry is not None:
         _write_after_sending(response, call)
     return response
+
+
+def _as_proxy_error(exc: Exception, call: ProxyCall) -> ProxyError:
+    """What the client is told about a failure: the gateway's own refusal as is, anything else
+    logged and reported without its details."""
+    if isinstance(exc, ProxyError):
+        return exc
+    if isinstance(exc, DatabaseError):
+        logger.exception("database unavailable for %s", call.request_id)
+        return ProxyError(
+            503, "The gateway's database is unavailable; retry shortly.", type="api_error", code="database_unavailable"
+        )
+    logger.exception("proxy failure on %s", call.request_id)
+    return ProxyError(500, "The gateway failed to handle this request.", type="api_error", code="internal_error")
 
 
 def _write_after_sending(response: HttpResponse, call: ProxyCall) -> None:
@@ -212,13 +219,17 @@ def _run(request, call: ProxyCall) -> HttpResponse:
     _guard(call)
     _reserve(call, budget_rules, max_output)
     touch_last_used(call.principal)
-    if not connection.in_atomic_block:
-        # Back to the pool while the provider works (seconds, for a stream); the ledger write
-        # takes a connection again. A thread waiting on a provider then holds no connection.
-        connection.close()
+    _release_pooled_connection()
     if call.stream:
         return _forward_stream(request, call)
     return _forward(request, call)
+
+
+def _release_pooled_connection() -> None:
+    """Give a pooled database connection back while the provider works (seconds, for a stream);
+    the ledger write takes one again. Without a pool, closing would only mean reconnecting."""
+    if getattr(connection, "pool", None) is not None and not connection.in_atomic_block:
+        connection.close()
 
 
 def authenticate(request, call: ProxyCall | None = None) -> Principal:

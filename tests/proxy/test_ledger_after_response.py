@@ -90,3 +90,27 @@ def test_an_outbox_left_by_a_dead_process_is_replayed_once_stale(alice, after_re
     assert not outbox.exists()
     assert not BudgetReservation.objects.exists()
     assert BudgetCounter.objects.get(tenant=alice.tenant, scope="tenant").spent() == row.cost_usd
+
+
+def test_when_database_and_spool_both_refuse_the_outbox_file_is_kept(alice, after_response, monkeypatch):
+    from django.db import OperationalError
+
+    from spendplane import gateway
+
+    def refuse(**kwargs):
+        raise OperationalError("database gone")
+
+    def disk_full(entry):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(gateway, "usage_record", refuse)
+    monkeypatch.setattr(gateway, "spool_write", disk_full)
+    response = post_without_closing(alice.raw_key)
+    close_like_a_server(response)
+    outbox = after_response / f"{response['x-request-id']}.pending"
+    assert outbox.exists(), "the last copy of the row must not be deleted"
+    monkeypatch.undo()
+    old = time.time() - spool.OUTBOX_STALE_SECONDS - 1
+    os.utime(outbox, (old, old))
+    call_command("replay_ledger_spool")
+    assert UsageEvent.objects.get().request_id == response["x-request-id"]
