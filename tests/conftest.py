@@ -130,6 +130,16 @@ def wait_for_rows(count: int, timeout: float = 5.0, **filters) -> list[UsageEven
 
 
 @pytest.fixture
+def api():
+    """The management API as the operator holding the master key."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {MASTER_KEY}")
+    return client
+
+
+@pytest.fixture
 def openai_client(live_server, alice):
     import openai
 

@@ -166,6 +166,20 @@ def test_requests_per_minute_are_limited_with_retry_after(openai_client, alice):
     chat(openai_client, user="u2")
 
 
+def test_a_refused_request_does_not_use_up_the_requests_window(openai_client, alice):
+    """Every limit is checked before any is counted, so a request refused for tokens leaves the
+    requests-per-minute window as it was."""
+    RateLimit.objects.create(tenant=alice.tenant, scope="end_user", subject="*", rpm_limit=2, tpm_limit=300)
+    for _ in range(3):
+        with pytest.raises(openai.RateLimitError):
+            chat(openai_client, user="u1", max_tokens=1000)  # over the token window on its own
+    chat(openai_client, user="u1", content="one")
+    second = chat(openai_client, user="u1", content="two")
+    assert second.headers["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(openai.RateLimitError):
+        chat(openai_client, user="u1", content="three")
+
+
 def test_tokens_per_minute_are_limited(openai_client, alice):
     alice.tenant.tpm_limit = 60
     alice.tenant.save()

@@ -6,22 +6,13 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import User
-from rest_framework.test import APIClient
 
 from metering.models import BudgetCounter
 from metering.pricing import Rates, Usage
 from metering.services import LedgerEntry, usage_record
 from tenants.models import Budget, CapChange, Tenant
-from tests.conftest import MASTER_KEY
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def api():
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {MASTER_KEY}")
-    return client
 
 
 def test_it_creates_a_budget_with_the_documented_contract(api, alice):

@@ -13,16 +13,8 @@ from metering.models import UsageEvent
 from metering.pricing import Rates, Usage
 from metering.services import LedgerEntry, usage_record
 from tenants.models import ApiKey, Tenant
-from tests.conftest import MASTER_KEY
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def api():
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {MASTER_KEY}")
-    return client
 
 
 def test_it_provisions_a_plan_a_tenant_and_a_key_shown_once(api):
