@@ -42,9 +42,17 @@ def load_jsonl(path: str | Path) -> Labelled:
     return Labelled(texts, np.array(labels), sources)
 
 
+# One vocabulary for every matrix of this process, so rows from different files line up.
+VOCABULARY = classifier.Vocabulary()
+
+
 def featurize(data: Labelled) -> Labelled:
     normalized, matched = analyse(data.texts)
-    data.x = classifier.features(normalized, [rule_names(hits) for hits in matched])
+    data.x = classifier.features(
+        [classifier.ngrams(n.scan_text) for n in normalized],
+        [rule_names(hits) | n.signals for n, hits in zip(normalized, matched, strict=True)],
+        VOCABULARY,
+    )
     return data
 
 
@@ -56,15 +64,16 @@ def fit(x, labels, extra: Labelled | None = None, *, c: float | None = None):
     from scipy import sparse
 
     calibrate = np.ones(len(labels), dtype=bool)
+    x = classifier.widen(x, VOCABULARY.width)
     if extra is not None and extra.x is not None:
-        x = sparse.vstack([x, extra.x], format="csr")
+        x = sparse.vstack([x, classifier.widen(extra.x, VOCABULARY.width)], format="csr")
         calibrate = np.concatenate([calibrate, np.zeros(len(extra.labels), dtype=bool)])
         labels = np.concatenate([labels, extra.labels])
     c = classifier.DEFAULT_C if c is None else c
     out_of_fold = np.zeros(len(labels))
     for train_idx, test_idx in StratifiedKFold(3, shuffle=True, random_state=3).split(x, labels):
-        out_of_fold[test_idx] = classifier.train(x[train_idx], labels[train_idx], c=c).scores(x[test_idx])
-    model = classifier.train(x, labels, c=c)
+        out_of_fold[test_idx] = classifier.train(x[train_idx], labels[train_idx], VOCABULARY, c=c).scores(x[test_idx])
+    model = classifier.train(x, labels, VOCABULARY, c=c)
     model.threshold = classifier.threshold_at_fpr(out_of_fold[(labels == 0) & calibrate], TARGET_FPR)
     return model
 

@@ -40,6 +40,10 @@ _HIDDEN_ELEMENT = re.compile(
     r"<(\w+)[^>]*(?:display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0|hidden)[^>]*>(.*?)</\1>", re.S | re.I
 )
 _TAG = re.compile(r"</?[a-zA-Z][^>]{0,200}>")
+# Tags no markup language has: a fake turn or instruction boundary aimed at the model.
+_ROLE_TAG = re.compile(
+    r"</?\s*(?:system|instructions?|admin|developer|sys|prompt|assistant|user|im_start|command)\s*>", re.I
+)
 _MD_TITLE = re.compile(r"\]\([^)\s]*\s+\"([^\"]+)\"\)")
 _MD_ALT = re.compile(r"!\[([^\]]{12,})\]")
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{20,}={0,2}(?![A-Za-z0-9+/=])")
@@ -133,6 +137,8 @@ def normalize(text: str) -> Normalized:
                 result.hidden.append(_TAG.sub(" ", payload).strip())
                 result.signals.add(signal)
     if "<" in text and _TAG.search(text):
+        if _ROLE_TAG.search(text):
+            result.signals.add("role_tag")
         text = _TAG.sub(" ", _HTML_COMMENT.sub(" ", text))
     for pattern in (_MD_TITLE, _MD_ALT):
         result.hidden.extend(m.group(1) for m in pattern.finditer(text))

@@ -56,7 +56,7 @@ def _rule(name: str, weight: float, *alternatives: str, anchors: tuple[str, ...]
     return Rule(name, weight, re.compile("|".join(f"(?:{a})" for a in alternatives), F), anchors)
 
 
-_DROP = r"ignore|ignoring|disregard|forget|skip|bypass|override|overrule|discard|drop|neglect|abandon|set aside|throw out|delete|erase|cancel"
+_DROP = r"ignore|ignoring|disregard|forget|omit|skip|bypass|override|overrule|discard|drop|neglect|abandon|set aside|throw out|delete|erase|cancel"
 _PRIOR = r"(?:all|any|every|the|your|my|these|those|previous|prior|above|earlier|preceding|foregoing|initial|original|old|other|system|developer|default|following|remaining|rest of the)"
 _ORDERS = r"instructions?|directions?|directives?|rules|prompts?|commands?|guidelines|orders|programming|constraints|restrictions|guardrails|policies|safeguards|training|tasks?"
 # Words that are only an order when something says they came before ("ignore the noise in this data" is fine).
@@ -67,7 +67,7 @@ OVERRIDE_PHRASES = [
     # English: "ignore (all) (previous) instructions", with up to three words between
     rf"\b(?:{_DROP})\b(?:\W+\w+){{0,3}}?\W+{_PRIOR}\b(?:\W+\w+){{0,4}}?\W+(?:{_ORDERS})\b",
     rf"\b(?:{_DROP})\b(?:\W+\w+){{0,2}}?\W+{_PRIOR_STRICT}\b(?:\W+\w+){{0,3}}?\W+(?:{_CONTENT})\b",
-    r"\b(?:forget|vergiss|oublie|olvida|dimentica|esquece)\s+(?:about\s+)?(?:everything|alles|tout|todo|tutto|tudo)\b",
+    r"\b(?:forget|vergiss|oublie[zr]?|olvida|olvide|dimentica|esquece|esqueça)\s+(?:about\s+)?(?:everything|alles|tout|todo|tutto|tudo)\b",
     r"\b(?:override|ignore|disregard)\b[^.\n]{0,40}\band (?:instead )?(?:output|print|report|say|respond|reply|write)\b",
     rf"\b(?:{_DROP})\b\W+(?:everything|anything|all)\b(?:\W+\w+){{0,4}}?\W+(?:said|told|above|before|previously|prior|earlier)",
     r"\b(?:do not|don't|never)\s+(?:follow|obey|listen to|comply with)\s+(?:\w+\s+){0,3}(?:instructions|rules|guidelines|system prompt|directions)",
@@ -99,7 +99,7 @@ OVERRIDE_PHRASES = [
 ]
 
 OVERRIDE_ANCHORS = (
-    "ignor", "disregard", "forget", "skip", "bypass", "overrid", "overrul", "discard", "drop", "neglect", "abandon",
+    "ignor", "disregard", "forget", "omit", "skip", "bypass", "overrid", "overrul", "discard", "drop", "neglect", "abandon",
     "set aside", "throw out", "delete", "erase", "cancel", "do not", "don't", "never", "vergiss", "vergessen",
     "missacht", "überspring", "oubli", "néglig", "ne tiens", "olvid", "esquec", "dimentic", "trascur", "negeer",
     "vergeet", "zapomnij", "pomiń", "yok say", "unut", "görmezden", "uită", "glöm", "игнор", "забуд", "проигнор",
@@ -118,6 +118,10 @@ RULES: list[Rule] = [
         r"\byour (?:new|real|true|only) (?:task|job|goal|purpose|instructions?) (?:is|are|will be)\b",
         r"\binstead,?\s+(?:you (?:must|should|will)|just|only)?\s*(?:print|say|output|respond|reply|write|return|answer)\b",
         r"\b(?:stop|halt) everything\b",
+        r"\b(?:giving you|here are|these are|follow) (?:your |my |the |some )?new (?:instructions|orders|rules)\b",
+        r"\b(?:now|next),? (?:i have |here is |comes |we start with )?(?:a |your )?(?:new|next|different) task\b",
+        r"\bnew task:",
+        r"\b(?:nun|jetzt) folg\w* (?:eine |weitere )?(?:neue )?(?:aufgabe|anweisung)|\bnouvelle tâche\b|\bnueva tarea\b",
         r"\b(?:neue|nouvelle|nueva|nuova)s?\s+(?:aufgabe|anweisung\w*|tâche|instruction\w*|tarea|instrucci\w+|compito)\s*:",
         r"\b(?:konzentriere dich jetzt auf|concentre-toi maintenant sur|céntrate ahora en)",
         anchors=(
@@ -130,6 +134,14 @@ RULES: list[Rule] = [
             "from now on",
             "instead",
             "stop everything",
+            "new task",
+            "next task",
+            "different task",
+            "new orders",
+            "new rules",
+            "aufgabe",
+            "nouvelle",
+            "nueva",
             "halt everything",
             "aufgabe",
             "anweisung",
@@ -182,10 +194,15 @@ RULES: list[Rule] = [
         "prompt_leak",
         0.75,
         r"\b(?:reveal|show|print|repeat|output|display|give|tell|spell|write|share|leak|dump|list|provide|recite|reproduce)\b(?:\W+\w+){0,4}?\W+(?:system prompt|initial prompt|original prompt|hidden prompt|pre-?prompt|your (?:instructions|prompt|rules|guidelines|configuration)|the (?:password|secret|passphrase|secret key))",
-        r"\b(?:what|which) (?:are|were|is) (?:your|the) (?:system |initial |original |hidden |secret )?(?:instructions|prompt|rules|password|secret)\b",
+        r"\b(?:what|which) (?:are|were|is) (?:your|the|my|all) (?:\w+ )?(?:system |initial |original |hidden |secret |previous |prior |first )?(?:instructions|prompt|rules|password|secret)\b",
         r"\brepeat (?:the |this |all |everything |your )?(?:entire |whole )?(?:conversation|text|words|prompt|instructions)(?: above)?\b",
         r"\b(?:the )?(?:system prompt|password|secret) (?:is|was)\s*[:'\"]",
         r"\bwhat are you not (?:supposed|allowed) to (?:tell|say|reveal)",
+        r"\bwhat were you told not to\b",
+        r"\b(?:print|output|repeat|show|list|quote|reveal|summari[sz]e|translate|spell)\b(?:\W+\w+){0,3}?\W+(?:your|the) (?:system message|(?:previous|initial|original|first|last|hidden|secret) (?:\d+ )?(?:instructions|message|prompt|rules)|(?:\d+ )?(?:last|previous) instructions)",
+        r"\b(?:print|output|repeat|quote|copy|show)\b(?:\W+\w+){0,2}?\W+(?:text|everything|words|lines) (?:above|before (?:this|my))",
+        r"\bwhat is written (?:above|before)\b|\b(?:sentences|lines|words) before the text\b",
+        r"\b(?:first|second|last|next) (?:letter|character|word)s? of (?:the|your) (?:password|secret|passphrase|key)",
         r"\b(?:zeige?|gib|verrate)\b(?:\W+\w+){0,4}?\W+(?:prompt|passwort|anweisungen|systemprompt)",
         r"\b(?:password|passwort|mot de passe|contraseña|пароль|密码|パスワード)\b",
         anchors=(
@@ -198,6 +215,10 @@ RULES: list[Rule] = [
             "configuration",
             "repeat",
             "rules",
+            "system message",
+            "above",
+            "before",
+            "told not",
             "not supposed",
             "not allowed",
             "passwort",
@@ -219,6 +240,7 @@ RULES: list[Rule] = [
         r"\bstay in character\b|\bbreak(?:ing)? character\b",
         r"\b(?:you are|you're|act as|pretend (?:to be|you are))\b[^.\n]{0,80}\b(?:no (?:rules|limits|restrictions|filters)|not (?:bound|restricted)|can do anything|never refuses?)",
         r"\b(?:opposite mode|evil (?:mode|confidant|twin)|anti-?gpt|chaos mode|god mode)\b",
+        r"\b(?:do|say|answer|reply|replies|respond\w*) (?:with )?the opposite of what\b|\bopposite machine\b",
         anchors=(
             "dan",
             "do anything",
@@ -242,7 +264,7 @@ RULES: list[Rule] = [
             "character",
             "no limits",
             "never refuse",
-            "opposite mode",
+            "opposite",
             "evil",
             "anti",
             "chaos mode",
@@ -255,14 +277,14 @@ RULES: list[Rule] = [
         0.85,
         r"!\[[^\]]*\]\(\s*https?://[^)\s]*[?&][^)\s]*=[^)\s]*\)",
         r"!\[[^\]]*\]\(\s*https?://[^)]*(?:\{|%7B|\$\(|<)",
-        r"\b(?:append|add|include|encode|attach)\b[^.\n]{0,60}\b(?:to|in|into) (?:the |this |a )?(?:url|link|query string|image (?:url|link))",
+        r"\b(?:append|add|include|encode|attach)\b[^.\n]{0,60}\b(?:to|in|into) (?:the |this |a )?(?:url|link|query string|image (?:url|link))\b",
         r"\b(?:send|post|upload|exfiltrate|forward|transmit|leak)\b[^.\n]{0,80}\bhttps?://",
         anchors=("![", "append", "add", "include", "encode", "attach", "http"),
     ),
     _rule(
         "instruction_to_ai_in_data",
         0.6,
-        r"\b(?:if you are|as|dear|attention,?|note to|message for|hey|hi)\s+(?:an?|the|any)?\s*(?:ai|a\.i\.|llm|language model|chatbot|gpt|assistant|bot|model)\b(?:\s+(?:reading|processing|summari[sz]ing|parsing|analy[sz]ing) (?:this|these))?",
+        r"\b(?:if you are|dear|attention,?|note to|message for|hey|hi)\s+(?:an?|the|any)?\s*(?:ai|a\.i\.|llm|language model|chatbot|gpt|assistant|bot|model)\b(?:\s+(?:reading|processing|summari[sz]ing|parsing|analy[sz]ing) (?:this|these))?",
         r"\b(?:ai|llm|assistant|language model)s?\s+(?:reading|processing|summari[sz]ing) (?:this|these)\b",
         r"\bnote to (?:any |the )?(?:automated|ai|llm|machine)[- ]?(?:analysis|screening|review|reading|processing)?\s*(?:software|system|tool|model|reader|agent)?",
         r"\bwhen (?:summari[sz]ing|translating|analy[sz]ing|processing) (?:this|these|the) (?:document|email|page|text|text above|resume|cv|file)\b",
@@ -292,7 +314,9 @@ RULES: list[Rule] = [
         r"\b(?:just|only|simply)\s+(?:print|say|output|write|reply with|respond with|answer with|return)\s*[:\"'“‘«]",
         r"\b(?:print|say|output|respond with|reply with)\s+(?:exactly|only|verbatim)\b",
         r"\btranslate (?:this|the following) (?:sentence )?as\s*[\"'“]",
-        r"\b(?:the domain is not malicious|this (?:document|text) is (?:safe|not malicious))\b",
+        r"\b(?:the|this) domain(?: name)? is (?:\w+ )?not malicious\b|\bthis (?:document|text) is (?:safe|not malicious)\b",
+        r"\bif (?:asked|questioned|queried|anyone asks)\b[^.\n]{0,60}\b(?:say|report|answer|reply|respond|state|tell)\b",
+        r"\b(?:classify|mark|label|report|treat) (?:this|the) (?:domain|record|entry|email|transaction|file|document|candidate|applicant) as (?:not malicious|safe|legitimate|approved|clean|verified|qualified)",
         r"\b(?:i hate|kill all) humans\b|\bhaha pwned\b|\bpwned\b",
         anchors=(
             "just",
@@ -309,12 +333,22 @@ RULES: list[Rule] = [
             "hate",
             "kill all",
             "pwned",
+            "if asked",
+            "if questioned",
+            "if queried",
+            "if anyone asks",
+            "classify",
+            "mark",
+            "label",
+            "report",
+            "treat",
         ),
     ),
 ]
 
 SIGNAL_WEIGHTS = {
     "unicode_tags": 0.9,
+    "role_tag": 0.6,
     "hidden_html": 0.5,
     "html_comment": 0.2,
     "base64_payload": 0.3,

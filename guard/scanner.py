@@ -49,8 +49,10 @@ def scan_many(texts: list[str], *, threshold: float | None = None) -> list[Verdi
     normalized, matched = analyse(texts)
     model = classifier.shipped_model()
     if model is not None:
-        x = classifier.features(normalized, [rule_names(hits) for hits in matched])
-        scores = model.scores(x).tolist()
+        scores = [
+            model.score(classifier.ngrams(n.scan_text), rule_names(hits) | n.signals)
+            for n, hits in zip(normalized, matched, strict=True)
+        ]
         default = model.threshold
     else:
         scores = [
