@@ -32,12 +32,13 @@ SHORT_TEXT_PRIOR = 8
 MIN_TEXTS_PER_NGRAM = 2
 DEFAULT_C = 30.0
 
-_WORD = re.compile(r"\w+")
+_NOT_WORD_OR_SPACE = re.compile(r"[^\w\s]+")
 
 
 def ngrams(text: str) -> list[str]:
-    words = _WORD.findall(text.lower())
-    return words + [f"{a} {b}" for a, b in pairwise(words)]
+    # The words of `\w+`, found faster: punctuation to spaces, then a C-speed split.
+    words = _NOT_WORD_OR_SPACE.sub(" ", text.lower()).split()
+    return words + list(map(" ".join, pairwise(words)))
 
 
 @dataclass
@@ -98,7 +99,7 @@ class LinearModel:
         weights = self.indicator_weights
         margin = self.intercept + INDICATOR_SCALE * sum(weights[name] for name in fired if name in weights)
         if grams:
-            margin += math.fsum(map(self.ngram_weights.get, grams, repeat(0.0))) / (len(grams) + SHORT_TEXT_PRIOR)
+            margin += sum(map(self.ngram_weights.get, grams, repeat(0.0))) / (len(grams) + SHORT_TEXT_PRIOR)
         return 1.0 / (1.0 + math.exp(-margin))
 
     def save(self, path: Path = MODEL_PATH) -> None:

@@ -34,6 +34,13 @@ HOMOGLYPHS = str.maketrans(
 _TAG_CHARS = re.compile("[\U000e0000-\U000e007f]")
 _LATIN = re.compile(r"[A-Za-z]")
 _NON_LATIN_LETTER = re.compile(r"[\u0370-\u03ff\u0400-\u04ff\u0500-\u052f\u0261\u0578]")
+_LOOKALIKES = "\u0370-\u03ff\u0400-\u04ff\u0500-\u052f\u0261\u0578"
+# A Latin letter beside a look-alike: where a mixed-script word must have a seam.
+# (Written to start with the look-alike class, so the regex engine skips ahead to candidates.)
+_SCRIPT_SEAM = re.compile(f"[{_LOOKALIKES}](?:(?=[A-Za-z])|(?<=[A-Za-z][{_LOOKALIKES}]))")
+_INVISIBLE = re.compile(f"{ZERO_WIDTH.pattern}|{BIDI.pattern}|{_TAG_CHARS.pattern}")
+_DOTTED = re.compile(r"\.\w\.\w\.\w\.\w\.")  # starts with a literal, so the search skips ahead
+_TWENTY_OR_LONGER = re.compile(rb"[\x14-\xff]")
 _NON_LATIN_WORD = re.compile(r"\S*[\u0370-\u03ff\u0400-\u04ff\u0500-\u052f\u0261\u0578]\S*")
 _HTML_COMMENT = re.compile(r"<!--(.*?)-->", re.S)
 _HIDDEN_ELEMENT = re.compile(
@@ -48,7 +55,9 @@ _MD_TITLE = re.compile(r"\]\([^)\s]*\s+\"([^\"]+)\"\)")
 _MD_ALT = re.compile(r"!\[([^\]]{12,})\]")
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{20,}={0,2}(?![A-Za-z0-9+/=])")
 _HEX = re.compile(r"(?<![0-9a-fA-F])(?:[0-9a-fA-F]{2}[\s:]?){12,}(?![0-9a-fA-F])")
-_ROT13_HINT = re.compile(r"\brot[- ]?13\b", re.I)
+# Hex-encoded text always has pairs that start with a digit (ASCII, and the space that
+# _decode_hex requires, are 0x20-0x7f): a digit-first check that skips through prose quickly.
+_HEX_HINT = re.compile(r"[0-9][0-9a-fA-F][\s:]?[0-9a-fA-F]{2}[\s:]?[0-9a-fA-F]{2}")
 _SPACED = re.compile(r"(?:\b\w\b[ .]){5,}\b\w\b")
 
 
@@ -95,7 +104,7 @@ def _decode_hex(blob: str) -> str | None:
 
 
 def _unhomoglyph(text: str) -> tuple[str, bool]:
-    if not _NON_LATIN_LETTER.search(text):  # the common case: nothing to map, skip the word pass
+    if not _SCRIPT_SEAM.search(text):  # no Latin letter touches a look-alike: skip the word pass
         return text, False
     changed = False
 
@@ -110,55 +119,107 @@ def _unhomoglyph(text: str) -> tuple[str, bool]:
     return _NON_LATIN_WORD.sub(fix, text), changed
 
 
-def normalize(text: str) -> Normalized:
-    result = Normalized(text="")
-    tags = [chr(ord(ch) - TAG_START) for ch in _TAG_CHARS.findall(text)]
-    if tags:
-        result.signals.add("unicode_tags")
-        smuggled = "".join(ch for ch in tags if ch.isprintable())
-        if smuggled.strip():
-            result.hidden.append(smuggled)
-        text = _TAG_CHARS.sub("", text)
-    text, count = ZERO_WIDTH.subn("", text)
-    if count:
-        result.signals.add("zero_width")
-    stripped, count = BIDI.subn("", text)
-    if count:
-        result.signals.add("bidi_controls")
-    text = unicodedata.normalize("NFKC", stripped)
+def _undo_invisible(text: str, result: Normalized) -> str:
+    """Tag characters, zero-width and bidi controls out (tag-smuggled text kept), then NFKC and
+    look-alikes mapped to Latin. Plain ASCII text has none of this and skips it."""
+    if _INVISIBLE.search(text):
+        tags = [chr(ord(ch) - TAG_START) for ch in _TAG_CHARS.findall(text)]
+        if tags:
+            result.signals.add("unicode_tags")
+            smuggled = "".join(ch for ch in tags if ch.isprintable())
+            if smuggled.strip():
+                result.hidden.append(smuggled)
+            text = _TAG_CHARS.sub("", text)
+        text, count = ZERO_WIDTH.subn("", text)
+        if count:
+            result.signals.add("zero_width")
+        text, count = BIDI.subn("", text)
+        if count:
+            result.signals.add("bidi_controls")
+    if not unicodedata.is_normalized("NFKC", text):  # only the lines that need it ("\n" never composes)
+        text = "\n".join(
+            line if unicodedata.is_normalized("NFKC", line) else unicodedata.normalize("NFKC", line)
+            for line in text.split("\n")
+        )
     text, mixed = _unhomoglyph(text)
     if mixed:
         result.signals.add("mixed_script")
+    return text
 
-    for pattern, signal in ((_HTML_COMMENT, "html_comment"), (_HIDDEN_ELEMENT, "hidden_html")):
-        for match in pattern.finditer(text):
-            payload = match.group(match.lastindex or 1)
-            if payload.strip():
-                result.hidden.append(_TAG.sub(" ", payload).strip())
-                result.signals.add(signal)
-    if "<" in text and _TAG.search(text):
-        if _ROLE_TAG.search(text):
-            result.signals.add("role_tag")
-        text = _TAG.sub(" ", _HTML_COMMENT.sub(" ", text))
-    for pattern in (_MD_TITLE, _MD_ALT):
-        result.hidden.extend(m.group(1) for m in pattern.finditer(text))
 
-    for match in _BASE64.finditer(text):
-        decoded = _decode_base64(match.group(0))
-        if decoded:
-            result.hidden.append(decoded)
-            result.signals.add("base64_payload")
-    for match in _HEX.finditer(text):
-        decoded = _decode_hex(match.group(0))
-        if decoded:
-            result.hidden.append(decoded)
-            result.signals.add("hex_payload")
-    if _ROT13_HINT.search(text):
+def _is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _mentions_rot13(text: str) -> bool:
+    """Whether the text says rot13 (rot-13, ROT 13) as a word: found from the rare "13" outwards,
+    not by a case-blind regex scan of the whole text."""
+    at = text.find("13")
+    while at != -1:
+        if not _is_word_char(text[at + 2 : at + 3] or " "):
+            for before in ("rot", "rot-", "rot "):
+                start = at - len(before)
+                if (
+                    start >= 0
+                    and text[start:at].lower() == before
+                    and not _is_word_char(text[start - 1 : start] or " ")
+                ):
+                    return True
+        at = text.find("13", at + 1)
+    return False
+
+
+def _has_spelled_out_run(text: str, sizes: bytes) -> bool:
+    """Six or more one-character words in a row, or a word spelt with dots (i.g.n.o.r.e)."""
+    return b"\x01" * 6 in sizes or _DOTTED.search(text) is not None
+
+
+def normalize(text: str) -> Normalized:
+    result = Normalized(text="")
+    if not text.isascii():
+        text = _undo_invisible(text, result)
+
+    if "<" in text:
+        for pattern, signal in ((_HTML_COMMENT, "html_comment"), (_HIDDEN_ELEMENT, "hidden_html")):
+            for match in pattern.finditer(text):
+                payload = match.group(match.lastindex or 1)
+                if payload.strip():
+                    result.hidden.append(_TAG.sub(" ", payload).strip())
+                    result.signals.add(signal)
+        if _TAG.search(text):
+            if _ROLE_TAG.search(text):
+                result.signals.add("role_tag")
+            text = _TAG.sub(" ", _HTML_COMMENT.sub(" ", text))
+    if "](" in text or "![" in text:
+        for pattern in (_MD_TITLE, _MD_ALT):
+            result.hidden.extend(m.group(1) for m in pattern.finditer(text))
+
+    # The encodings below need a long word, or a run of hex pairs; most texts have neither, so a
+    # cheap check decides whether their regexes run at all.
+    words = text.split()
+    lengths = list(map(len, words))
+    longest = max(lengths, default=0)
+    # One byte per word (its length, capped), so C-speed searches find long words and runs.
+    sizes = bytes(lengths) if longest < 256 else bytes(min(n, 255) for n in lengths)
+    for long_word in _TWENTY_OR_LONGER.finditer(sizes):
+        for match in _BASE64.finditer(words[long_word.start()]):
+            decoded = _decode_base64(match.group(0))
+            if decoded:
+                result.hidden.append(decoded)
+                result.signals.add("base64_payload")
+    if _HEX_HINT.search(text):
+        for match in _HEX.finditer(text):
+            decoded = _decode_hex(match.group(0))
+            if decoded:
+                result.hidden.append(decoded)
+                result.signals.add("hex_payload")
+    if _mentions_rot13(text):
         result.hidden.append(codecs.decode(text, "rot13"))
         result.signals.add("rot13")
-    for match in _SPACED.finditer(text):
-        result.hidden.append(re.sub(r"[ .]", "", match.group(0)))
-        result.signals.add("spaced_letters")
+    if _has_spelled_out_run(text, sizes):
+        for match in _SPACED.finditer(text):
+            result.hidden.append(re.sub(r"[ .]", "", match.group(0)))
+            result.signals.add("spaced_letters")
     result.text = text
     return result
 

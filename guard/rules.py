@@ -17,43 +17,16 @@ F = re.IGNORECASE | re.UNICODE
 class Rule:
     name: str
     weight: float
-    pattern: re.Pattern
-    # Lower-case substrings one of which every match contains: the pattern only runs near them.
+    pattern: re.Pattern  # every alternative, for the slow path
+    alternatives: tuple[re.Pattern, ...]
+    # Lower-case substrings one of which every match of an alternative without a literal start
+    # contains: such an alternative is searched only in a window around them.
     anchors: tuple[str, ...] = ()
-
-    def search(self, text: str, lowered: str) -> re.Match | None:
-        if not self.anchors:
-            return self.pattern.search(text)
-        for start, end in _windows(lowered, self.anchors):
-            match = self.pattern.search(text, start, end)
-            if match:
-                return match
-        return None
-
-
-_WINDOW_BEFORE, _WINDOW_AFTER, _MAX_WINDOWS = 160, 260, 64
-
-
-def _windows(lowered: str, anchors: tuple[str, ...]) -> list[tuple[int, int]]:
-    """Merged [start, end) spans around every anchor occurrence."""
-    spans = []
-    for anchor in anchors:
-        position = lowered.find(anchor)
-        while position != -1 and len(spans) < _MAX_WINDOWS:
-            spans.append((max(position - _WINDOW_BEFORE, 0), position + len(anchor) + _WINDOW_AFTER))
-            position = lowered.find(anchor, position + 1)
-    spans.sort()
-    merged: list[tuple[int, int]] = []
-    for start, end in spans:
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
 
 
 def _rule(name: str, weight: float, *alternatives: str, anchors: tuple[str, ...] = ()) -> Rule:
-    return Rule(name, weight, re.compile("|".join(f"(?:{a})" for a in alternatives), F), anchors)
+    compiled = tuple(re.compile(a, F) for a in alternatives)
+    return Rule(name, weight, re.compile("|".join(f"(?:{a})" for a in alternatives), F), compiled, anchors)
 
 
 _DROP = r"ignore|ignoring|disregard|forget|omit|skip|bypass|override|overrule|discard|drop|neglect|abandon|set aside|throw out|delete|erase|cancel"
@@ -362,13 +335,10 @@ SIGNAL_WEIGHTS = {
 
 
 def find_rules(text: str) -> list[tuple[Rule, re.Match]]:
-    """Every rule that matches, with its first match (its position gives the excerpt)."""
-    lowered = text.lower()
-    if len(lowered) != len(text):  # a few characters change length when lower-cased; positions would drift
-        hits = ((rule, rule.pattern.search(text)) for rule in RULES)
-    else:
-        hits = ((rule, rule.search(text, lowered)) for rule in RULES)
-    return [(rule, match) for rule, match in hits if match]
+    """Every rule that matches, with a first match (its position gives the excerpt)."""
+    from .matcher import matcher
+
+    return matcher().find(text)
 
 
 def match_rules(text: str) -> list[Rule]:
