@@ -1,5 +1,6 @@
-"""Guard cost: scanning prompts of about 2,000 tokens (normalise, rules, classifier), p50 / p99
-over distinct texts, so no verdict cache helps.
+"""Guard cost: scanning prompts of 2,000 tokens (normalise, rules, classifier), p50 / p99 over
+distinct texts, so no verdict cache helps. Each prompt is dev texts joined, then cut to exactly
+`--tokens` gpt-4o tokens; the stages are timed apart too.
 
     python bench/guard_speed.py [--iterations 500]
 """
@@ -38,33 +39,51 @@ def main() -> None:
 
 
 def measure(name: str, corpus: list[str], args) -> None:
+    from guard import classifier
+    from guard.normalize import normalize
+    from guard.rules import find_rules
     from guard.scanner import scan
-    from metering.tokens import count_text
+    from metering.tokens import _encoding, encoding_name_for
 
+    encoding = _encoding(encoding_name_for("gpt-4o"))
     rng = random.Random(5)
     prompts = []
     for _ in range(args.iterations):
-        parts, tokens = [], 0
-        while tokens < args.tokens:
-            text = rng.choice(corpus)
-            parts.append(text)
-            tokens += count_text(text, "gpt-4o")
-        prompts.append("\n\n".join(parts))
-    sizes = [count_text(p, "gpt-4o") for p in prompts]
+        tokens: list[int] = []
+        while len(tokens) < args.tokens:
+            tokens += encoding.encode(rng.choice(corpus) + "\n\n", disallowed_special=())
+        prompts.append(encoding.decode(tokens[: args.tokens]))
     for prompt in prompts[:20]:
         scan(prompt + " warm-up")
+    model = classifier.shipped_model()
+    stages: dict[str, list[float]] = {"normalise": [], "rules": [], "n-grams + score": []}
+    for prompt in prompts:
+        started = time.perf_counter()
+        normalized = normalize(prompt)
+        normalised = time.perf_counter()
+        find_rules(normalized.scan_text)
+        ruled = time.perf_counter()
+        model.score(classifier.ngrams(normalized.scan_text), set())
+        scored = time.perf_counter()
+        for stage, seconds in zip(stages, (normalised - started, ruled - normalised, scored - ruled), strict=True):
+            stages[stage].append(seconds * 1000)
     timings = []
     for prompt in prompts:
         started = time.perf_counter()
         scan(prompt)
         timings.append((time.perf_counter() - started) * 1000)
-    timings.sort()
-    p99 = timings[int(len(timings) * 0.99) - 1]
     print(
-        f"{name}: {len(prompts)} distinct prompts, median {statistics.median(sizes):.0f} tokens "
-        f"({statistics.median(len(p) for p in prompts):.0f} chars): "
-        f"p50 {statistics.median(timings):.2f} ms, p99 {p99:.2f} ms, max {timings[-1]:.2f} ms"
+        f"{name}: {len(prompts)} distinct prompts of {args.tokens} tokens "
+        f"(median {statistics.median(len(p) for p in prompts):.0f} chars): scan {_quantiles(timings)}"
     )
+    for stage, values in stages.items():
+        print(f"    {stage:16} {_quantiles(values)}")
+
+
+def _quantiles(values: list[float]) -> str:
+    ordered = sorted(values)
+    p99 = ordered[max(int(len(ordered) * 0.99) - 1, 0)]
+    return f"p50 {statistics.median(ordered):.2f} ms, p99 {p99:.2f} ms, max {ordered[-1]:.2f} ms"
 
 
 if __name__ == "__main__":
