@@ -72,8 +72,10 @@ class Matcher:
 
     def find(self, text: str) -> list[tuple[Rule, re.Match]]:
         lowered = text.lower()
-        if len(lowered) != len(text):  # a few characters (İ) grow when lower-cased; keep positions
-            lowered = "".join(low if len(low := ch.lower()) == 1 else ch for ch in text)
+        if len(lowered) != len(text):  # a few characters grow when lower-cased; keep positions
+            lowered = text.replace("\u0130", "I").lower()  # Turkish İ, by far the most common
+            if len(lowered) != len(text):
+                lowered = "".join(low if len(low := ch.lower()) == 1 else ch for ch in text)
         found: dict[int, re.Match] = {}
         anchor_hits: dict[int, list[int]] = {}
         for end, entries in self.automaton.iter(lowered):
