@@ -857,10 +857,59 @@ def _homonym(rng: random.Random) -> str:
     return rng.choice(HOMONYM_ASKS).format(verb=verb, obj=obj)
 
 
+# Everyday requests: most of what a product's users send.
+EVERYDAY = [
+    "Can you help me {task}?",
+    "Help me {task}.",
+    "Please help me {task}.",
+    "Could you help me {task}?",
+    "I need help to {task}.",
+    "Help me with {thing}.",
+    "Can you assist me with {thing}?",
+    "I'd like some help with {thing}, please.",
+    "Quick question: how do I {task}?",
+    "Hey, can you {task}?",
+]
+EVERYDAY_TASKS = [
+    "debug this Python code",
+    "write a cover letter",
+    "plan a birthday party",
+    "fix this SQL query",
+    "understand my electricity bill",
+    "choose a laptop for video editing",
+    "rewrite this paragraph",
+    "prepare for a job interview",
+    "name my new cat",
+    "make a budget for next month",
+    "reply to my landlord",
+    "summarise these meeting notes",
+    "improve my resume",
+    "learn basic Spanish",
+]
+EVERYDAY_THINGS = [
+    "request 42",
+    "my homework",
+    "this spreadsheet",
+    "a German translation",
+    "my code review",
+    "ticket 1187",
+    "the onboarding email",
+    "a regex for dates",
+    "my wedding speech",
+    "this error message",
+]
+
+
+def _everyday(rng: random.Random) -> str:
+    return rng.choice(EVERYDAY).format(task=rng.choice(EVERYDAY_TASKS), thing=rng.choice(EVERYDAY_THINGS))
+
+
 def _any_benign(rng: random.Random) -> tuple[str, str]:
     roll = rng.random()
-    if roll < 0.18:
+    if roll < 0.1:
         return _benign(rng), "trigger_words"
+    if roll < 0.18:
+        return _everyday(rng), "everyday"
     if roll < 0.24:
         return (_homonym(rng), "homonym") if roll < 0.21 else (_fact_question(rng), "fact_question")
     if roll < 0.44:

@@ -33,6 +33,8 @@ BENIGN = [
     "What are the system requirements for Django 5.2?",
     "Please translate 'good morning' into German.",
     "Summarise this email and list the action items: the invoice is due Friday.",
+    "Can you help me debug this Python code?",
+    "Help me write an essay about climate change.",
 ]
 
 

@@ -19,6 +19,23 @@ from spendplane.mock_upstream import MockUpstream
 from tenants.demo import seed_demo
 
 FEATURES = ["chat-assistant", "ticket-summary", "smart-search"]
+# What a SaaS product's users ask, with a pasted note of varying length so token counts vary.
+DEMO_PROMPTS = [
+    "Draft a friendly reply to this customer.",
+    "Which plan should this customer upgrade to?",
+    "Summarise the note below in two sentences.",
+    "Suggest three subject lines for this email.",
+    "What is the customer asking for?",
+    "Turn this into a checklist for the support team.",
+]
+DEMO_NOTES = [
+    "The customer signed up in March and uses the reporting feature every week.",
+    "They asked about exporting invoices to CSV.",
+    "Their team grew from five to twelve seats this quarter.",
+    "Last month they opened two tickets about slow dashboards.",
+    "They would like single sign-on before renewing.",
+    "The renewal date is the first of next month.",
+]
 
 
 class Command(BaseCommand):
@@ -105,7 +122,7 @@ class Command(BaseCommand):
                 body = {
                     "model": rng.choice(["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini"]),
                     "stream": i % 3 == 0,
-                    "messages": [{"role": "user", "content": f"Help me with request {i} " * rng.randint(1, 40)}],
+                    "messages": [{"role": "user", "content": _demo_prompt(rng)}],
                 }
                 session.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=10)
             sent += 1
@@ -133,3 +150,8 @@ class Command(BaseCommand):
 
 Press Ctrl-C to stop."""
         )
+
+
+def _demo_prompt(rng: random.Random) -> str:
+    notes = " ".join(rng.choice(DEMO_NOTES) for _ in range(rng.randint(1, 30)))
+    return f"{rng.choice(DEMO_PROMPTS)}\n\n{notes}"
