@@ -65,6 +65,15 @@ def literal_starts(pattern: re.Pattern) -> set[str] | None:
     return starts
 
 
+def starts_at_word_boundary(pattern: re.Pattern) -> bool:
+    parsed = list(sre_parse.parse(pattern.pattern, pattern.flags))
+    return bool(parsed) and parsed[0] == (sre.AT, sre.AT_BOUNDARY)
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
 @dataclass(frozen=True)
 class Matcher:
     automaton: ahocorasick.Automaton
@@ -79,10 +88,12 @@ class Matcher:
         found: dict[int, re.Match] = {}
         anchor_hits: dict[int, list[int]] = {}
         for end, entries in self.automaton.iter(lowered):
-            for rule_index, pattern, length in entries:
+            for rule_index, pattern, length, bounded in entries:
                 if rule_index in found:
                     continue
                 start = end - length + 1
+                if bounded and start and ((before := lowered[start - 1]).isalnum() or before == "_"):
+                    continue  # inside a word ("hi" in "this"): the pattern's leading \b would fail
                 if pattern is None:
                     anchor_hits.setdefault(rule_index, []).append(start)
                 elif match := pattern.match(text, start):
@@ -121,12 +132,13 @@ def matcher() -> Matcher:
                 windowed.setdefault(rule_index, []).append(pattern)
                 continue
             for start in starts:
-                entries.setdefault(start, []).append((rule_index, pattern, len(start)))
+                bounded = starts_at_word_boundary(pattern) and _is_word_char(start[0])
+                entries.setdefault(start, []).append((rule_index, pattern, len(start), bounded))
         if rule_index in windowed:
             if not rule.anchors:
                 raise ValueError(f"rule {rule.name} has alternatives without a literal start and no anchors")
             for anchor in rule.anchors:
-                entries.setdefault(anchor, []).append((rule_index, None, len(anchor)))
+                entries.setdefault(anchor, []).append((rule_index, None, len(anchor), False))
     automaton = ahocorasick.Automaton()
     for key, values in entries.items():
         automaton.add_word(key, tuple(values))
