@@ -61,9 +61,9 @@ def measure(name: str, corpus: list[str], args) -> None:
         started = time.perf_counter()
         normalized = normalize(prompt)
         normalised = time.perf_counter()
-        find_rules(normalized.scan_text)
+        find_rules(normalized.scan_text, normalized.lowered)
         ruled = time.perf_counter()
-        model.score(classifier.ngrams(normalized.scan_text), set())
+        model.score(classifier.ngrams_of_lowered(normalized.lowered), set())
         scored = time.perf_counter()
         for stage, seconds in zip(stages, (normalised - started, ruled - normalised, scored - ruled), strict=True):
             stages[stage].append(seconds * 1000)

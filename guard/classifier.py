@@ -82,7 +82,12 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 def ngrams(text: str) -> np.ndarray:
     """The text's lower-cased word 1-grams then 2-grams, as 64-bit hashes."""
-    points = np.frombuffer(text.lower().encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    return ngrams_of_lowered(text.lower())
+
+
+def ngrams_of_lowered(lowered: str) -> np.ndarray:
+    """`ngrams`, for a text already lower-cased (`Normalized.lowered`)."""
+    points = np.frombuffer(lowered.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     if not len(points):
         return np.empty(0, dtype=np.uint64)
     is_word = _ASCII_WORD[np.minimum(points, 127)]
@@ -167,7 +172,8 @@ class LinearModel:
 
     def score(self, grams: np.ndarray, fired: set[str]) -> float:
         weights = self.indicator_weights
-        margin = self.intercept + INDICATOR_SCALE * sum(weights[name] for name in fired if name in weights)
+        # fsum: the same total whatever order the set iterates in (it varies between processes)
+        margin = self.intercept + INDICATOR_SCALE * math.fsum(weights[name] for name in fired if name in weights)
         if len(grams) and len(self.ngram_keys):
             at = np.searchsorted(self.ngram_keys, grams)
             np.minimum(at, len(self.ngram_keys) - 1, out=at)

@@ -49,7 +49,7 @@ VOCABULARY = classifier.Vocabulary()
 def featurize(data: Labelled) -> Labelled:
     normalized, matched = analyse(data.texts)
     data.x = classifier.features(
-        [classifier.ngrams(n.scan_text) for n in normalized],
+        [classifier.ngrams_of_lowered(n.lowered) for n in normalized],
         [rule_names(hits) | n.signals for n, hits in zip(normalized, matched, strict=True)],
         VOCABULARY,
     )

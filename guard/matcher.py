@@ -18,6 +18,7 @@ from re import _parser as sre_parse
 
 import ahocorasick
 
+from .normalize import is_word_char
 from .rules import RULES, Rule
 
 # A start expanded into more strings than this is treated as having none.
@@ -70,17 +71,13 @@ def starts_at_word_boundary(pattern: re.Pattern) -> bool:
     return bool(parsed) and parsed[0] == (sre.AT, sre.AT_BOUNDARY)
 
 
-def _is_word_char(ch: str) -> bool:
-    return ch.isalnum() or ch == "_"
-
-
 @dataclass(frozen=True)
 class Matcher:
     automaton: ahocorasick.Automaton
     windowed: dict[int, tuple[re.Pattern, ...]]  # rule index -> alternatives without a literal start
 
-    def find(self, text: str) -> list[tuple[Rule, re.Match]]:
-        lowered = text.lower()
+    def find(self, text: str, lowered: str) -> list[tuple[Rule, re.Match]]:
+        """`lowered` is `text.lower()`; match positions in it must be positions in `text`."""
         if len(lowered) != len(text):  # a few characters grow when lower-cased; keep positions
             lowered = text.replace("\u0130", "I").lower()  # Turkish İ, by far the most common
             if len(lowered) != len(text):
@@ -92,7 +89,7 @@ class Matcher:
                 if rule_index in found:
                     continue
                 start = end - length + 1
-                if bounded and start and ((before := lowered[start - 1]).isalnum() or before == "_"):
+                if bounded and start and is_word_char(lowered[start - 1]):
                     continue  # inside a word ("hi" in "this"): the pattern's leading \b would fail
                 if pattern is None:
                     anchor_hits.setdefault(rule_index, []).append(start)
@@ -132,7 +129,7 @@ def matcher() -> Matcher:
                 windowed.setdefault(rule_index, []).append(pattern)
                 continue
             for start in starts:
-                bounded = starts_at_word_boundary(pattern) and _is_word_char(start[0])
+                bounded = starts_at_word_boundary(pattern) and is_word_char(start[0])
                 entries.setdefault(start, []).append((rule_index, pattern, len(start), bounded))
         if rule_index in windowed:
             if not rule.anchors:

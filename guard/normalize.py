@@ -15,6 +15,7 @@ import codecs
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import cached_property
 
 ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u180e\u034f]")
 BIDI = re.compile("[\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c]")
@@ -67,10 +68,15 @@ class Normalized:
     hidden: list[str] = field(default_factory=list)
     signals: set[str] = field(default_factory=set)
 
-    @property
+    # Read once normalisation is done: rules, n-grams and the excerpt all read the same text.
+    @cached_property
     def scan_text(self) -> str:
         """The visible text followed by every recovered hidden payload."""
         return "\n".join([self.text, *self.hidden]) if self.hidden else self.text
+
+    @cached_property
+    def lowered(self) -> str:
+        return self.scan_text.lower()
 
 
 def _printable_ratio(text: str) -> float:
@@ -147,7 +153,8 @@ def _undo_invisible(text: str, result: Normalized) -> str:
     return text
 
 
-def _is_word_char(ch: str) -> bool:
+def is_word_char(ch: str) -> bool:
+    """What `\\w` matches in a str pattern."""
     return ch.isalnum() or ch == "_"
 
 
@@ -156,14 +163,10 @@ def _mentions_rot13(text: str) -> bool:
     not by a case-blind regex scan of the whole text."""
     at = text.find("13")
     while at != -1:
-        if not _is_word_char(text[at + 2 : at + 3] or " "):
+        if not is_word_char(text[at + 2 : at + 3] or " "):
             for before in ("rot", "rot-", "rot "):
                 start = at - len(before)
-                if (
-                    start >= 0
-                    and text[start:at].lower() == before
-                    and not _is_word_char(text[start - 1 : start] or " ")
-                ):
+                if start >= 0 and text[start:at].lower() == before and not is_word_char(text[start - 1 : start] or " "):
                     return True
         at = text.find("13", at + 1)
     return False

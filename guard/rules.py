@@ -17,16 +17,19 @@ F = re.IGNORECASE | re.UNICODE
 class Rule:
     name: str
     weight: float
-    pattern: re.Pattern  # every alternative, for the slow path
     alternatives: tuple[re.Pattern, ...]
-    # Lower-case substrings one of which every match of an alternative without a literal start
-    # contains: such an alternative is searched only in a window around them.
+    # Only for a rule with an alternative that has no literal start (see guard/matcher.py): lower-case
+    # substrings one of which every match of it contains; it is searched in a window around them.
     anchors: tuple[str, ...] = ()
+
+    def search(self, text: str) -> re.Match | None:
+        """The first alternative's match, by a plain regex search of the whole text (the reference
+        that the one-pass matcher is tested against)."""
+        return next((m for a in self.alternatives if (m := a.search(text))), None)
 
 
 def _rule(name: str, weight: float, *alternatives: str, anchors: tuple[str, ...] = ()) -> Rule:
-    compiled = tuple(re.compile(a, F) for a in alternatives)
-    return Rule(name, weight, re.compile("|".join(f"(?:{a})" for a in alternatives), F), compiled, anchors)
+    return Rule(name, weight, tuple(re.compile(a, F) for a in alternatives), anchors)
 
 
 _DROP = r"ignore|ignoring|disregard|forget|omit|skip|bypass|override|overrule|discard|drop|neglect|abandon|set aside|throw out|delete|erase|cancel"
@@ -71,18 +74,8 @@ OVERRIDE_PHRASES = [
     r"\b(?:abaikan|lupakan)\b[^.\n]{0,30}(?:instruksi|perintah|aturan)",
 ]
 
-OVERRIDE_ANCHORS = (
-    "ignor", "disregard", "forget", "omit", "skip", "bypass", "overrid", "overrul", "discard", "drop", "neglect", "abandon",
-    "set aside", "throw out", "delete", "erase", "cancel", "do not", "don't", "never", "vergiss", "vergessen",
-    "missacht", "überspring", "oubli", "néglig", "ne tiens", "olvid", "esquec", "dimentic", "trascur", "negeer",
-    "vergeet", "zapomnij", "pomiń", "yok say", "unut", "görmezden", "uită", "glöm", "игнор", "забуд", "проигнор",
-    "не обращай", "忽略", "无视", "無視", "忘", "不要理会", "不要遵守", "無視", "무시", "잊어", "تجاهل", "انس", "إنس",
-    "अनदेखा", "भूल", "नजरअंदाज", "نادیده", "فراموش", "bỏ qua", "quên", "abaikan", "lupakan", "alles", "everything",
-    "tout", "todo", "tutto", "tudo",
-)  # fmt: skip
-
 RULES: list[Rule] = [
-    _rule("override_instructions", 0.92, *OVERRIDE_PHRASES, anchors=OVERRIDE_ANCHORS),
+    _rule("override_instructions", 0.92, *OVERRIDE_PHRASES),
     _rule(
         "new_instructions",
         0.55,
@@ -97,35 +90,6 @@ RULES: list[Rule] = [
         r"\b(?:nun|jetzt) folg\w* (?:eine |weitere )?(?:neue )?(?:aufgabe|anweisung)|\bnouvelle tâche\b|\bnueva tarea\b",
         r"\b(?:neue|nouvelle|nueva|nuova)s?\s+(?:aufgabe|anweisung\w*|tâche|instruction\w*|tarea|instrucci\w+|compito)\s*:",
         r"\b(?:konzentriere dich jetzt auf|concentre-toi maintenant sur|céntrate ahora en)",
-        anchors=(
-            "instruction",
-            "task",
-            "orders",
-            "directive",
-            "rules",
-            "system prompt",
-            "from now on",
-            "instead",
-            "stop everything",
-            "new task",
-            "next task",
-            "different task",
-            "new orders",
-            "new rules",
-            "aufgabe",
-            "nouvelle",
-            "nueva",
-            "halt everything",
-            "aufgabe",
-            "anweisung",
-            "tâche",
-            "tarea",
-            "instrucci",
-            "compito",
-            "konzentriere",
-            "concentre",
-            "céntrate",
-        ),
     ),
     _rule(
         "fake_role_marker",
@@ -180,37 +144,6 @@ RULES: list[Rule] = [
         r"\b(?:first|second|last|next) (?:letter|character|word)s? of (?:the|your) (?:password|secret|passphrase|key)",
         r"\b(?:zeige?|gib|verrate)\b(?:\W+\w+){0,4}?\W+(?:prompt|passwort|anweisungen|systemprompt)",
         r"\b(?:password|passwort|mot de passe|contraseña|пароль|密码|パスワード)\b",
-        anchors=(
-            "prompt",
-            "instruction",
-            "password",
-            "secret",
-            "passphrase",
-            "guideline",
-            "configuration",
-            "repeat",
-            "rules",
-            "system message",
-            "above",
-            "before",
-            "told not",
-            "in your",
-            "of your",
-            "from your",
-            "beginning of",
-            "start of",
-            "top of",
-            "in the prompt",
-            "not supposed",
-            "not allowed",
-            "passwort",
-            "anweisungen",
-            "mot de passe",
-            "contraseña",
-            "пароль",
-            "密码",
-            "パスワード",
-        ),
     ),
     _rule(
         "jailbreak_persona",
@@ -226,46 +159,6 @@ RULES: list[Rule] = [
         r"\bopenai(?:'s)? (?:content |usage |safety )?(?:polic(?:y|ies)|guidelines|rules|restrictions)\b",
         r"\b(?:transform into|embody|simulate|emulate|you are now|you will now be|you're now)\b[^.\n]{0,40}?\b(?:an? |the )?(?:\w+ )?(?:ai|chatbot|language model|bot|gpt)\b",
         r"\bbreak the (?:\w+ )?rules\b|\bmandatory (?:\w+ )?warning\b",
-        anchors=(
-            "dan",
-            "do anything",
-            "developer mode",
-            "jailbr",
-            "dude",
-            "aim",
-            "restriction",
-            "filter",
-            "limitation",
-            "censor",
-            "ethical",
-            "moral",
-            "rules",
-            "guideline",
-            "polic",
-            "unfiltered",
-            "uncensored",
-            "unrestricted",
-            "unbound",
-            "character",
-            "no limits",
-            "never refuse",
-            "opposite",
-            "openai",
-            "transform into",
-            "embody",
-            "simulate",
-            "emulate",
-            "you are now",
-            "you will now be",
-            "you're now",
-            "break the",
-            "mandatory",
-            "evil",
-            "anti",
-            "chaos mode",
-            "god mode",
-            "can do anything",
-        ),
     ),
     _rule(
         "exfiltration_link",
@@ -274,7 +167,6 @@ RULES: list[Rule] = [
         r"!\[[^\]]*\]\(\s*https?://[^)]*(?:\{|%7B|\$\(|<)",
         r"\b(?:append|add|include|encode|attach)\b[^.\n]{0,60}\b(?:to|in|into) (?:the |this |a )?(?:url|link|query string|image (?:url|link))\b",
         r"\b(?:send|post|upload|exfiltrate|forward|transmit|leak)\b[^.\n]{0,80}\bhttps?://",
-        anchors=("![", "append", "add", "include", "encode", "attach", "http"),
     ),
     _rule(
         "instruction_to_ai_in_data",
@@ -284,24 +176,6 @@ RULES: list[Rule] = [
         r"\bnote to (?:any |the )?(?:automated|ai|llm|machine)[- ]?(?:analysis|screening|review|reading|processing)?\s*(?:software|system|tool|model|reader|agent)?",
         r"\bwhen (?:summari[sz]ing|translating|analy[sz]ing|processing) (?:this|these|the) (?:document|email|page|text|text above|resume|cv|file)\b",
         r"\b(?:instead of|rather than) (?:summari[sz]ing|translating|analy[sz]ing|answering|classifying)",
-        anchors=(
-            " ai",
-            "a.i.",
-            "llm",
-            "language model",
-            "chatbot",
-            "gpt",
-            "assistant",
-            " bot",
-            "model",
-            "summari",
-            "translat",
-            "analy",
-            "process",
-            "instead of",
-            "rather than",
-            "note to",
-        ),
     ),
     _rule(
         "forced_output",
@@ -313,31 +187,6 @@ RULES: list[Rule] = [
         r"\bif (?:asked|questioned|queried|anyone asks)\b[^.\n]{0,60}\b(?:say|report|answer|reply|respond|state|tell)\b",
         r"\b(?:classify|mark|label|report|treat) (?:this|the) (?:domain|record|entry|email|transaction|file|document|candidate|applicant) as (?:not malicious|safe|legitimate|approved|clean|verified|qualified)",
         r"\b(?:i hate|kill all) humans\b|\bhaha pwned\b|\bpwned\b",
-        anchors=(
-            "just",
-            "only",
-            "simply",
-            "print",
-            "say",
-            "output",
-            "respond",
-            "reply",
-            "translate",
-            "malicious",
-            "safe",
-            "hate",
-            "kill all",
-            "pwned",
-            "if asked",
-            "if questioned",
-            "if queried",
-            "if anyone asks",
-            "classify",
-            "mark",
-            "label",
-            "report",
-            "treat",
-        ),
     ),
 ]
 
@@ -356,11 +205,12 @@ SIGNAL_WEIGHTS = {
 }
 
 
-def find_rules(text: str) -> list[tuple[Rule, re.Match]]:
-    """Every rule that matches, with a first match (its position gives the excerpt)."""
+def find_rules(text: str, lowered: str | None = None) -> list[tuple[Rule, re.Match]]:
+    """Every rule that matches, with a first match (its position gives the excerpt). `lowered`:
+    `text.lower()`, when the caller has it already."""
     from .matcher import matcher
 
-    return matcher().find(text)
+    return matcher().find(text, text.lower() if lowered is None else lowered)
 
 
 def match_rules(text: str) -> list[Rule]:

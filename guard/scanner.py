@@ -38,7 +38,7 @@ def _excerpt(normalized: Normalized, hits) -> str:
 def analyse(texts: list[str]) -> tuple[list[Normalized], list[list]]:
     """Each text normalised, and its rule hits: (rule, first match) pairs."""
     normalized = [normalize(t) for t in texts]
-    return normalized, [find_rules(n.scan_text) for n in normalized]
+    return normalized, [find_rules(n.scan_text, n.lowered) for n in normalized]
 
 
 def rule_names(hits) -> set[str]:
@@ -50,7 +50,7 @@ def scan_many(texts: list[str], *, threshold: float | None = None) -> list[Verdi
     model = classifier.shipped_model()
     if model is not None:
         scores = [
-            model.score(classifier.ngrams(n.scan_text), rule_names(hits) | n.signals)
+            model.score(classifier.ngrams_of_lowered(n.lowered), rule_names(hits) | n.signals)
             for n, hits in zip(normalized, matched, strict=True)
         ]
         default = model.threshold
