@@ -769,18 +769,33 @@ def _benign(rng: random.Random) -> str:
     return text
 
 
-def _any_attack(rng: random.Random) -> tuple[str, str]:
+def _planted_in_record(rng: random.Random) -> str:
+    return _record(rng, rng.choice(PLANTED))
+
+
+def _prompt_leak(rng: random.Random) -> str:
+    leak = rng.choice(PROMPT_LEAKS).format(n=rng.randint(3, 30), lang=rng.choice(LEAK_LANGS))
+    return leak if rng.random() < 0.7 else rng.choice(CARRIERS).format(payload=leak)
+
+
+def _pick(rng: random.Random, mix) -> tuple[str, str]:
+    """One example from a mix of (cumulative share, kind, maker); a maker of kind None names its
+    own kind."""
     roll = rng.random()
-    if roll < 0.4:
-        return _attack(rng)
-    if roll < 0.55:
-        return _record(rng, rng.choice(PLANTED)), "planted_in_record"
-    if roll < 0.7:
-        leak = rng.choice(PROMPT_LEAKS).format(n=rng.randint(3, 30), lang=rng.choice(LEAK_LANGS))
-        return (leak if rng.random() < 0.7 else rng.choice(CARRIERS).format(payload=leak)), "prompt_leak"
-    if roll < 0.85:
-        return _hijack(rng), "hijack"
-    return _jailbreak(rng), "jailbreak"
+    for upper, kind, make in mix:
+        if roll < upper:
+            made = make(rng)
+            return made if kind is None else (made, kind)
+    raise ValueError("a mix must end at 1.0")
+
+
+ATTACK_MIX = (
+    (0.40, None, _attack),
+    (0.55, "planted_in_record", _planted_in_record),
+    (0.70, "prompt_leak", _prompt_leak),
+    (0.85, "hijack", _hijack),
+    (1.00, "jailbreak", _jailbreak),
+)
 
 
 # Safe questions with violent or criminal words (homonyms, fiction, idioms): not injections.
@@ -904,21 +919,16 @@ def _everyday(rng: random.Random) -> str:
     return rng.choice(EVERYDAY).format(task=rng.choice(EVERYDAY_TASKS), thing=rng.choice(EVERYDAY_THINGS))
 
 
-def _any_benign(rng: random.Random) -> tuple[str, str]:
-    roll = rng.random()
-    if roll < 0.1:
-        return _benign(rng), "trigger_words"
-    if roll < 0.18:
-        return _everyday(rng), "everyday"
-    if roll < 0.24:
-        return (_homonym(rng), "homonym") if roll < 0.21 else (_fact_question(rng), "fact_question")
-    if roll < 0.44:
-        return _roleplay(rng), "roleplay"
-    if roll < 0.69:
-        return _task_statement(rng), "task_statement"
-    if roll < 0.77:
-        return _persona(rng), "persona"
-    return _record(rng), "record"
+BENIGN_MIX = (
+    (0.10, "trigger_words", _benign),
+    (0.18, "everyday", _everyday),
+    (0.21, "homonym", _homonym),
+    (0.24, "fact_question", _fact_question),
+    (0.44, "roleplay", _roleplay),
+    (0.69, "task_statement", _task_statement),
+    (0.77, "persona", _persona),
+    (1.00, "record", _record),
+)
 
 
 def generate(count: int = 6000, seed: int = 11) -> list[dict]:
@@ -926,9 +936,9 @@ def generate(count: int = 6000, seed: int = 11) -> list[dict]:
     rng = random.Random(seed)
     rows = []
     for _ in range(count // 2):
-        text, kind = _any_attack(rng)
+        text, kind = _pick(rng, ATTACK_MIX)
         rows.append({"text": text, "label": 1, "source": f"generated:attack:{kind}"})
-        text, kind = _any_benign(rng)
+        text, kind = _pick(rng, BENIGN_MIX)
         rows.append({"text": text, "label": 0, "source": f"generated:benign:{kind}"})
     return rows
 
