@@ -43,9 +43,9 @@ def measure(name: str, corpus: list[str], args) -> None:
     from guard.normalize import normalize
     from guard.rules import find_rules
     from guard.scanner import scan
-    from metering.tokens import _encoding, encoding_name_for
+    from metering.tokens import encoding_for
 
-    encoding = _encoding(encoding_name_for("gpt-4o"))
+    encoding = encoding_for("gpt-4o")
     rng = random.Random(5)
     prompts = []
     for _ in range(args.iterations):

@@ -70,10 +70,15 @@ def _encoding(name: str) -> tiktoken.Encoding:
     return tiktoken.get_encoding(name)
 
 
+def encoding_for(model: str) -> tiktoken.Encoding:
+    """The tokenizer that counts `model`'s tokens (bundled, offline)."""
+    return _encoding(encoding_name_for(model))
+
+
 def count_text(text: str, model: str = "") -> int:
     if not text:
         return 0
-    return len(_encoding(encoding_name_for(model)).encode(text, disallowed_special=()))
+    return len(encoding_for(model).encode(text, disallowed_special=()))
 
 
 def _content_tokens(content, model: str) -> int:
