@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -49,12 +50,9 @@ def _ms(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(str(round(value, 3)))
 
 
-def usage_record(*, entry: LedgerEntry) -> bool:
-    """Append one ledger row and settle the request's budget reservations to its cost, in one
-    transaction. Idempotent on request_id: a second call for the same request writes nothing and
-    returns False, so no path can double-count a request."""
+def _event(entry: LedgerEntry) -> UsageEvent:
     usage, rates = entry.usage, entry.rates
-    event = UsageEvent(
+    return UsageEvent(
         request_id=entry.request_id,
         tenant_id=entry.tenant_id,
         api_key_id=entry.api_key_id,
@@ -85,6 +83,13 @@ def usage_record(*, entry: LedgerEntry) -> bool:
         ttft_ms=_ms(entry.ttft_ms),
         created_at=entry.created_at,
     )
+
+
+def usage_record(*, entry: LedgerEntry) -> bool:
+    """Append one ledger row and settle the request's budget reservations to its cost, in one
+    transaction. Idempotent on request_id: a second call for the same request writes nothing and
+    returns False, so no path can double-count a request."""
+    event = _event(entry)
     if connection.vendor == "postgresql":
         return _record_in_one_statement(event)
     try:
@@ -139,3 +144,54 @@ def _record_in_one_statement(event: UsageEvent) -> bool:
         cursor.execute(sql, params)
         inserted, _settled = cursor.fetchone()
     return bool(inserted)
+
+
+# PostgreSQL, many requests at once: every row, the release of their reservations and one
+# settlement per counter (the sum of the costs of the rows this call inserted), in one statement.
+_RECORD_MANY_SQL = """
+WITH event AS (
+    INSERT INTO {events} ({columns}) VALUES {rows}
+    ON CONFLICT (request_id) DO NOTHING RETURNING request_id, cost_usd
+), released AS (
+    DELETE FROM {reservations} r USING event WHERE r.request_id = event.request_id
+    RETURNING r.counter_id, event.cost_usd
+), settled AS (
+    INSERT INTO {spends} (counter_id, shard, spent_usd)
+    SELECT counter_id, %s, sum(cost_usd) FROM released GROUP BY counter_id HAVING sum(cost_usd) > 0
+    ON CONFLICT (counter_id, shard) DO UPDATE SET spent_usd = {spends}.spent_usd + excluded.spent_usd
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM event), (SELECT count(*) FROM settled)
+"""
+
+
+@functools.lru_cache(maxsize=64)
+def _record_many_sql(rows: int) -> str:
+    one_row = "(" + ", ".join(["%s"] * len(_record_fields)) + ")"
+    return _RECORD_MANY_SQL.format(
+        events=UsageEvent._meta.db_table,
+        reservations=BudgetReservation._meta.db_table,
+        spends=BudgetSpend._meta.db_table,
+        columns=", ".join(connection.ops.quote_name(f.column) for f in _record_fields),
+        rows=", ".join([one_row] * rows),
+    )
+
+
+def usage_record_many(entries: Sequence[LedgerEntry], *, shard: int = 0) -> int:
+    """`usage_record` for many requests in one transaction (one statement on PostgreSQL); returns
+    how many rows were new. Entries already in the ledger are skipped, as there."""
+    unique = list({entry.request_id: entry for entry in entries}.values())
+    if not unique:
+        return 0
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            return sum(usage_record(entry=entry) for entry in unique)
+    params = []
+    for entry in unique:
+        event = _event(entry)
+        params += [f.get_db_prep_save(f.pre_save(event, add=True), connection) for f in _record_fields]
+    params.append(shard % SPEND_SHARDS)
+    with connection.cursor() as cursor:
+        cursor.execute(_record_many_sql(len(unique)), params)
+        inserted, _settled = cursor.fetchone()
+    return inserted

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,10 +27,11 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionErro
 from guard import middleware as guard_step
 from guard.models import GuardEvent, GuardMode
 from metering import budgets, limits, pricing, tokens
+from metering.ledger_writer import batch_writer
 from metering.models import UsageEvent
 from metering.pricing import Rates, Usage
 from metering.routing import Upstream, upstreams_for
-from metering.services import LedgerEntry, usage_record
+from metering.services import LedgerEntry, usage_record, usage_record_many
 from metering.spool import outbox_done, outbox_write, spool_write
 from tenants.auth import key_lookup, raw_key_from_headers, touch_last_used
 from tenants.principal import Principal
@@ -117,9 +120,13 @@ class ProxyCall:
         if self.defer_write:
             try:
                 self.outbox = outbox_write(self.entry)
-                return
             except OSError:
                 logger.exception("ledger outbox unavailable for %s; writing now", self.request_id)
+            else:
+                if settings.SPENDPLANE_LEDGER_BATCHED:
+                    entry, self.entry = self.entry, None
+                    _ledger_writer.submit((self, entry))
+                return
         self.write()
 
     def write(self) -> None:
@@ -127,21 +134,47 @@ class ProxyCall:
         entry, self.entry = self.entry, None
         if entry is None:
             return
-        kept = True
         try:
             usage_record(entry=entry)
+            kept = True
         except Exception:
             logger.exception("ledger write failed for %s; spooling it for replay", self.request_id)
             kept = _spool(entry)
-        finally:
+        self.written(entry, kept=kept)
+
+    def written(self, entry: LedgerEntry, *, kept: bool) -> None:
+        """Once the row is in the ledger (or, `kept`, in the spool): free the rate-limit counters,
+        drop the outbox file, count the metrics."""
+        try:
             limits.limits_release(self.grant, actual_tokens=entry.usage.prompt_tokens + entry.usage.completion_tokens)
-        if self.outbox is not None and kept:  # else the outbox file is the last copy: leave it for replay
-            outbox_done(self.outbox)
+        finally:
+            if self.outbox is not None and kept:  # else the outbox file is the last copy: leave it for replay
+                outbox_done(self.outbox)
         # After the ledger, and on its own: a metrics fault must never cost a ledger row.
         try:
             metrics.observe(entry=entry)
         except Exception:
             logger.exception("metrics update failed for %s", self.request_id)
+
+
+def _write_batch(queued: Sequence[tuple[ProxyCall, LedgerEntry]]) -> None:
+    """The ledger writer's work: every queued row in one statement, or into the spool."""
+    entries = [entry for _call, entry in queued]
+    try:
+        usage_record_many(entries, shard=os.getpid())
+        kept = [True] * len(entries)
+    except Exception:
+        logger.exception("ledger write of %d rows failed; spooling them for replay", len(entries))
+        connection.close()  # a fresh connection for the next batch
+        kept = [_spool(entry) for entry in entries]
+    for (call, entry), was_kept in zip(queued, kept, strict=True):
+        try:
+            call.written(entry, kept=was_kept)
+        except Exception:
+            logger.exception("settling %s after its ledger row failed", call.request_id)
+
+
+_ledger_writer = batch_writer(_write_batch, name="ledger-writer")
 
 
 def _spool(entry: LedgerEntry) -> bool:
@@ -627,7 +660,8 @@ def _response_text(call: ProxyCall, data: dict) -> str:
 
 def _forward_stream(request, call: ProxyCall) -> StreamingHttpResponse:
     upstream_response = _send(call, request, stream=True)
-    call.defer_write = False  # a stream is recorded after its last byte anyway
+    if not settings.SPENDPLANE_LEDGER_BATCHED:
+        call.defer_write = False  # recorded after its last byte anyway: written then
     client_wants_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
     tracker = (
         formats.AnthropicStreamTracker()

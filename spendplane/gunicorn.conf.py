@@ -26,3 +26,10 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker):
+    # Rows still queued for the ledger writer are written before the worker goes.
+    from metering.ledger_writer import flush_all
+
+    flush_all(timeout=float(os.environ.get("SPENDPLANE_LEDGER_FLUSH_SECONDS", "20")))

@@ -4,6 +4,7 @@ row is not lost. The outbox file it left is replayed, once, and the budget settl
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import psycopg
@@ -19,10 +20,18 @@ from tests.e2e.conftest import _database_url
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="holds a PostgreSQL table lock")
-def test_a_process_killed_before_its_row_commits_loses_nothing(start_gateway, alice, tmp_path, settings):
+needs_postgres = pytest.mark.skipif(connection.vendor != "postgresql", reason="holds a PostgreSQL table lock")
+
+
+@needs_postgres
+@pytest.mark.parametrize("batched", ["1", "0"], ids=["batch writer", "written on close"])
+def test_a_process_killed_before_its_row_commits_loses_nothing(start_gateway, alice, tmp_path, settings, batched):
     settings.SPENDPLANE_LEDGER_SPOOL_DIR = str(tmp_path)
-    gateway = start_gateway(SPENDPLANE_LEDGER_AFTER_RESPONSE="1", SPENDPLANE_LEDGER_SPOOL_DIR=str(tmp_path))
+    gateway = start_gateway(
+        SPENDPLANE_LEDGER_AFTER_RESPONSE="1",
+        SPENDPLANE_LEDGER_BATCHED=batched,
+        SPENDPLANE_LEDGER_SPOOL_DIR=str(tmp_path),
+    )
 
     def chat(content: str) -> requests.Response:
         return requests.post(
@@ -65,6 +74,42 @@ def test_a_process_killed_before_its_row_commits_loses_nothing(start_gateway, al
     row = UsageEvent.objects.get(request_id=request_id)
     assert (row.status_code, row.completion_tokens) == (200, 6)
     assert UsageEvent.objects.count() == 2
+    assert not BudgetReservation.objects.exists()
+    counter = BudgetCounter.objects.get(tenant=alice.tenant, scope="tenant")
+    assert counter.spent() == sum(r.cost_usd for r in UsageEvent.objects.all())
+
+
+@needs_postgres
+def test_a_worker_stopping_writes_its_queued_rows_before_it_exits(start_gateway, alice, tmp_path):
+    """SIGTERM while the ledger writer is held up: the worker waits for it, so every answered
+    request is in the ledger when the process is gone, with no outbox left to replay."""
+    gateway = start_gateway(
+        SPENDPLANE_LEDGER_AFTER_RESPONSE="1", SPENDPLANE_LEDGER_BATCHED="1", SPENDPLANE_LEDGER_SPOOL_DIR=str(tmp_path)
+    )
+
+    def chat(content: str) -> requests.Response:
+        return requests.post(
+            f"{gateway.url}/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "max_tokens": 4, "messages": [{"role": "user", "content": content}]},
+            headers={"Authorization": f"Bearer {alice.raw_key}"},
+            timeout=30,
+        )
+
+    with psycopg.connect(_database_url().replace("postgres://", "postgresql://")) as blocker:
+        blocker.execute(f"LOCK TABLE {UsageEvent._meta.db_table} IN EXCLUSIVE MODE")
+        answered = [chat(f"question {i}") for i in range(5)]
+        assert [r.status_code for r in answered] == [200] * 5
+        assert len(list(tmp_path.glob("*.pending"))) == 5  # all queued behind the lock
+        gateway.proc.send_signal(signal.SIGTERM)
+        # Longer than anything else holds an exiting worker (psycopg's pool waits 5 s for its threads).
+        time.sleep(7.0)
+        assert gateway.proc.poll() is None, "the worker must not exit with rows queued"
+        blocker.rollback()  # the lock goes; the writer's statement runs
+    gateway.proc.wait(timeout=30)
+
+    request_ids = {r.headers["x-request-id"] for r in answered}
+    assert set(UsageEvent.objects.values_list("request_id", flat=True)) == request_ids
+    assert not list(tmp_path.glob("*.pending"))
     assert not BudgetReservation.objects.exists()
     counter = BudgetCounter.objects.get(tenant=alice.tenant, scope="tenant")
     assert counter.spent() == sum(r.cost_usd for r in UsageEvent.objects.all())

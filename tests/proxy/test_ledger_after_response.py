@@ -1,5 +1,7 @@
-"""The production default: a non-streamed request's ledger row is written after its response has
-gone out, from an outbox file that outlives the process if it dies in between."""
+"""A non-streamed request's ledger row written after its response has gone out, by the request's
+own thread when the server closes the response, from an outbox file that outlives the process if
+it dies in between. (The production default hands it to a batch writer instead:
+tests/proxy/test_ledger_batched.py.)"""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
 @pytest.fixture
 def after_response(settings, tmp_path):
     settings.SPENDPLANE_LEDGER_AFTER_RESPONSE = True
+    settings.SPENDPLANE_LEDGER_BATCHED = False
     settings.SPENDPLANE_LEDGER_SPOOL_DIR = str(tmp_path)
     return tmp_path
 

@@ -1,0 +1,100 @@
+"""One background thread per process that writes finished requests to the ledger in batches.
+
+A request hands its entry over once the entry is safe in the outbox (`metering.spool`), so the
+database write is off the request's path and, under load, many rows share one statement and one
+commit. A batch the database refuses is spooled, entry by entry; a process that dies with entries
+still queued leaves their outbox files, which the spool replayer picks up. `flush()` writes what
+is queued before the process exits (gunicorn's `worker_exit` hook and `atexit` call it).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+logger = logging.getLogger("spendplane.ledger")
+
+Item = TypeVar("Item")
+MAX_BATCH = 256
+
+
+class BatchWriter(Generic[Item]):
+    """Calls `write_batch(items)` from its own thread with everything submitted since the last
+    call (at most `max_batch` at once). `write_batch` must not raise for a single bad item; an
+    exception escaping it is logged and the batch is dropped from the queue (its outbox files stay)."""
+
+    def __init__(self, write_batch: Callable[[Sequence[Item]], None], *, name: str, max_batch: int = MAX_BATCH):
+        self._write_batch = write_batch
+        self._name = name
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pending = 0  # submitted and not yet written
+        self._idle = threading.Condition(self._lock)
+
+    def submit(self, item: Item) -> None:
+        with self._lock:
+            self._pending += 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+        self._queue.put(item)
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything submitted so far is written; False if `timeout` ran out first."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._write_batch(batch)
+            except Exception:
+                logger.exception("ledger batch of %d failed; their outbox files wait for replay", len(batch))
+            with self._idle:
+                self._pending -= len(batch)
+                if not self._pending:
+                    self._idle.notify_all()
+
+
+_writers: list[BatchWriter] = []
+
+
+def batch_writer(write_batch: Callable[[Sequence[Item]], None], *, name: str) -> BatchWriter[Item]:
+    """A writer that `flush_all()` (and so process exit) waits for."""
+    writer = BatchWriter(write_batch, name=name)
+    _writers.append(writer)
+    return writer
+
+
+def flush_all(timeout: float = 10.0) -> None:
+    for writer in _writers:
+        if not writer.flush(timeout):
+            logger.warning(
+                "%s: %d ledger rows still queued at exit; their outbox files wait", writer._name, writer.pending
+            )
+
+
+atexit.register(flush_all)

@@ -1,0 +1,156 @@
+"""The production default: a finished request's ledger row goes to the process's ledger writer,
+which writes whatever has queued up in one statement, off every request's path. Rows are written
+once each, budgets settle exactly, and a batch the database refuses is spooled, not lost."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from django.core.management import call_command
+from django.db import OperationalError
+
+from metering import ledger_writer
+from metering.models import BudgetCounter, BudgetReservation, UsageEvent
+from metering.pricing import Rates, Usage
+from metering.services import LedgerEntry, usage_record_many
+from spendplane import gateway
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def batched(settings, tmp_path):
+    settings.SPENDPLANE_LEDGER_AFTER_RESPONSE = True
+    settings.SPENDPLANE_LEDGER_BATCHED = True
+    settings.SPENDPLANE_LEDGER_SPOOL_DIR = str(tmp_path)
+    yield tmp_path
+    assert gateway._ledger_writer.flush(timeout=10)
+
+
+def chat(url: str, key: str, content: str, **extra) -> requests.Response:
+    return requests.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "max_tokens": 5, "messages": [{"role": "user", "content": content}], **extra},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+
+
+def tenant_spent(person) -> object:
+    return BudgetCounter.objects.get(tenant=person.tenant, scope="tenant").spent()
+
+
+def test_concurrent_requests_are_written_once_each_and_settle_exactly(live_server, alice, batched, monkeypatch):
+    batch_sizes = []
+    real = gateway.usage_record_many
+
+    def counted(entries, **kwargs):
+        batch_sizes.append(len(entries))
+        return real(entries, **kwargs)
+
+    monkeypatch.setattr(gateway, "usage_record_many", counted)
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(lambda i: chat(live_server.url, alice.raw_key, f"question {i}"), range(48)))
+    streamed = chat(live_server.url, alice.raw_key, "a streamed one", stream=True)
+    assert [r.status_code for r in responses] == [200] * 48
+    assert streamed.status_code == 200 and "[DONE]" in streamed.text
+    assert gateway._ledger_writer.flush(timeout=10)
+
+    request_ids = {r.headers["x-request-id"] for r in [*responses, streamed]}
+    rows = list(UsageEvent.objects.all())
+    assert {row.request_id for row in rows} == request_ids
+    assert sum(batch_sizes) == 49
+    assert not BudgetReservation.objects.exists()
+    assert tenant_spent(alice) == sum(row.cost_usd for row in rows) > 0
+    assert not list(batched.iterdir()), "every outbox file is removed once its row is in"
+
+
+def test_a_batch_the_database_refuses_is_spooled_then_replayed_once(client, alice, batched, monkeypatch):
+    def refuse(entries, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(gateway, "usage_record_many", refuse)
+    body = {"model": "gpt-4o-mini", "max_tokens": 5}
+    responses = [
+        client.post(
+            "/v1/chat/completions",
+            json.dumps({**body, "messages": [{"role": "user", "content": f"q{i}"}]}),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {alice.raw_key}",
+        )
+        for i in range(3)
+    ]
+    assert [r.status_code for r in responses] == [200] * 3
+    assert gateway._ledger_writer.flush(timeout=10)
+    spooled = sorted(path.name for path in batched.iterdir())
+    assert spooled == sorted(f"{r['x-request-id']}.json" for r in responses)
+    assert BudgetReservation.objects.count() == 3  # held until the rows settle them
+
+    monkeypatch.undo()
+    call_command("replay_ledger_spool")
+    call_command("replay_ledger_spool")
+    rows = list(UsageEvent.objects.all())
+    assert sorted(row.request_id for row in rows) == sorted(r["x-request-id"] for r in responses)
+    assert not BudgetReservation.objects.exists()
+    assert tenant_spent(alice) == sum(row.cost_usd for row in rows)
+
+
+def _entry(person, request_id: str, completion_tokens: int) -> LedgerEntry:
+    from django.utils import timezone
+
+    return LedgerEntry(
+        request_id=request_id,
+        endpoint="chat.completions",
+        created_at=timezone.now(),
+        status_code=200,
+        latency_ms=12.5,
+        tenant_id=person.tenant.id,
+        api_key_id=person.key.id,
+        model="gpt-4o-mini",
+        usage=Usage(prompt_tokens=100, completion_tokens=completion_tokens),
+        usage_source=UsageEvent.UsageSource.PROVIDER,
+        rates=Rates(input=2, output=8, cached_input=1, cache_write=2, source="test"),
+    )
+
+
+def test_many_rows_in_one_call_are_idempotent(alice):
+    entries = [_entry(alice, f"req_many_{i}", i) for i in range(5)]
+    assert usage_record_many([*entries, entries[0]]) == 5  # a repeat inside one batch counts once
+    assert usage_record_many(entries[2:]) == 0
+    rows = {row.request_id: row for row in UsageEvent.objects.all()}
+    assert len(rows) == 5
+    assert rows["req_many_3"].completion_tokens == 3
+    assert rows["req_many_3"].cost_usd == entries[3].cost_usd
+
+
+def test_the_writer_takes_everything_queued_behind_a_slow_batch_in_one_go():
+    gate, started = threading.Event(), threading.Event()
+    batches = []
+
+    def write(items):
+        started.set()
+        gate.wait(5)
+        batches.append(list(items))
+        if items == ["poison"]:
+            raise RuntimeError("a bad batch")
+
+    writer = ledger_writer.BatchWriter(write, name="test-writer")
+    writer.submit("first")
+    assert started.wait(5)
+    for item in ("a", "b", "c"):
+        writer.submit(item)
+    assert not writer.flush(timeout=0.05), "flush reports a batch still in flight"
+    gate.set()
+    assert writer.flush(timeout=5)
+    assert batches == [["first"], ["a", "b", "c"]]
+
+    writer.submit("poison")  # a failing batch is logged; the writer goes on
+    assert writer.flush(timeout=5)
+    writer.submit("after")
+    assert writer.flush(timeout=5)
+    assert batches[-1] == ["after"]
+    assert writer.pending == 0
