@@ -9,11 +9,13 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 
 from spendplane import security
 
+from .key_cache import local_keys, publish_forget
 from .models import ApiKey, hash_api_key
 from .principal import Principal
 
@@ -36,6 +38,10 @@ def key_lookup(raw: str, *, client_meta=None) -> tuple[Principal | None, int | N
     returned so the caller can say which; `forget_api_keys` drops the snapshot when a key or its
     tenant changes."""
     digest = hash_api_key(raw)
+    held = local_keys.get(digest)
+    if held is not None and not held.revoked:
+        return held, None  # a usable key: an address's bad-key block does not apply to it
+    generation = local_keys.generation
     entry = _cache_key(digest)
     wanted = [entry] if client_meta is None else [entry, security.blocked_cache_key(client_meta)]
     try:
@@ -48,18 +54,32 @@ def key_lookup(raw: str, *, client_meta=None) -> tuple[Principal | None, int | N
     if cached == _MISSING:
         return None, blocked
     if cached is not None or blocked is not None:
+        if cached is not None:
+            local_keys.put(digest, cached, read_at_generation=generation)
         return cached, blocked
     key = ApiKey.objects.for_raw_key(raw)
     principal = Principal.from_key(key) if key else None
     with contextlib.suppress(Exception):
         cache.set(entry, principal or _MISSING, settings.SPENDPLANE_CACHE_SECONDS)
+    if principal is not None:
+        local_keys.put(digest, principal, read_at_generation=generation)
     return principal, blocked
 
 
 def forget_api_keys(key_hashes) -> None:
-    keys = [_cache_key(h) for h in key_hashes]
-    if keys:
-        cache.delete_many(keys)
+    """Drop these keys' snapshots from the shared cache and from every process's own copy; again
+    once the surrounding transaction commits, so nobody re-reads the old rows in between."""
+    hashes = list(key_hashes)
+    if not hashes:
+        return
+
+    def forget() -> None:
+        cache.delete_many([_cache_key(h) for h in hashes])
+        publish_forget(hashes)
+
+    forget()
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(forget)
 
 
 _touched: dict[int, float] = {}

@@ -18,6 +18,7 @@ from metering.pricing import forget_overrides
 from metering.routing import forget_routes
 from spendplane.mock_upstream import MockUpstream
 from tenants import services
+from tenants.key_cache import EVERY_KEY, local_keys
 from tenants.models import Plan
 
 # Live-server threads must not keep connections open, or the test database cannot be dropped; the
@@ -68,6 +69,7 @@ def _gateway_settings(settings, mock_upstream):
     # tests/proxy/test_ledger_after_response.py covers the production default.
     settings.SPENDPLANE_LEDGER_AFTER_RESPONSE = False
     cache.clear()
+    local_keys.forget([EVERY_KEY])
     forget_routes()
     forget_overrides()
     mock_upstream.state.requests.clear()
