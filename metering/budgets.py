@@ -9,6 +9,8 @@ Redis never holds a budget.
 
 from __future__ import annotations
 
+import logging
+import threading
 import zlib
 import zoneinfo
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -26,6 +28,7 @@ from tenants.principal import BudgetSpec, Principal
 
 from .models import BudgetCounter, BudgetReservation, BudgetSpend, UsageEvent
 
+logger = logging.getLogger("spendplane.budgets")
 ZERO = Decimal("0")
 
 
@@ -299,6 +302,33 @@ def budget_settle(*, request_id: str, cost: Decimal | None) -> None:
         for counter_id in counter_ids:
             params += [counter_id, shard, connection.ops.adapt_decimalfield_value(cost, 18, 9)]
         cursor.execute(sql, params)
+
+
+# Every request inserts and deletes its reservations, and updates a spend shard: dead row versions
+# that each admission's sums step over until they are vacuumed (measured: 25,000 dead reservations
+# made one admission's sum take 2 ms). Autovacuum, when it is on at all, wakes once a minute; so
+# each process vacuums these two small tables itself after this many settlements.
+VACUUM_EVERY_SETTLEMENTS = 1000
+_settled_since_vacuum = 0
+_vacuum_lock = threading.Lock()
+
+
+def note_settled(count: int) -> None:
+    """Count settlements written by this process; vacuum the reservation and spend tables when due.
+    A VACUUM already running elsewhere is skipped, not waited for; a failure is only logged."""
+    global _settled_since_vacuum
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return
+    with _vacuum_lock:
+        _settled_since_vacuum += count
+        if _settled_since_vacuum < VACUUM_EVERY_SETTLEMENTS:
+            return
+        _settled_since_vacuum = 0
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"VACUUM (SKIP_LOCKED) {BudgetReservation._meta.db_table}, {BudgetSpend._meta.db_table}")
+    except DatabaseError:
+        logger.warning("vacuuming the budget tables failed", exc_info=True)
 
 
 def budget_sweep(*, older_than: timedelta = timedelta(hours=1)) -> int:

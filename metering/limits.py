@@ -212,6 +212,18 @@ class RedisCounters:
         except self.errors as exc:
             logger.warning("could not release limits of %s: %s", request_id, exc)
 
+    def release_many(self, releases: list[tuple[list[str], list[str], str, int]]) -> None:
+        """`release` for many requests in one round trip."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for token_keys, concurrency_keys, request_id, correction in releases:
+                self.release_script(
+                    keys=token_keys + concurrency_keys, args=[len(token_keys), request_id, correction], client=pipe
+                )
+            pipe.execute()
+        except self.errors as exc:
+            logger.warning("could not release limits of %d requests: %s", len(releases), exc)
+
 
 class LocalCounters:
     """The same semantics in one process, for the embedded default."""
@@ -279,6 +291,10 @@ class LocalCounters:
                     self.counts[key] = (count + correction, expires)
             for key in concurrency_keys:
                 self.slots.get(key, {}).pop(request_id, None)
+
+    def release_many(self, releases: list[tuple[list[str], list[str], str, int]]) -> None:
+        for release in releases:
+            self.release(*release)
 
 
 _counters = None
@@ -361,3 +377,14 @@ def limits_release(grant: Grant | None, *, actual_tokens: int) -> None:
     if grant is None or not (grant.token_keys or grant.concurrency_keys):
         return
     counters().release(grant.token_keys, grant.concurrency_keys, grant.request_id, actual_tokens - grant.token_estimate)
+
+
+def limits_release_many(releases: list[tuple[Grant | None, int]]) -> None:
+    """`limits_release` for many requests (grant, actual tokens) in one round trip."""
+    work = [
+        (grant.token_keys, grant.concurrency_keys, grant.request_id, actual - grant.token_estimate)
+        for grant, actual in releases
+        if grant is not None and (grant.token_keys or grant.concurrency_keys)
+    ]
+    if work:
+        counters().release_many(work)

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from django.db import IntegrityError, connection, transaction
 
-from .budgets import SPEND_SHARDS, budget_settle
+from .budgets import SPEND_SHARDS, budget_settle, note_settled
 from .models import BudgetReservation, BudgetSpend, UsageEvent
 from .pricing import Rates, Usage
 
@@ -143,6 +143,7 @@ def _record_in_one_statement(event: UsageEvent) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         inserted, _settled = cursor.fetchone()
+    note_settled(inserted)
     return bool(inserted)
 
 
@@ -194,4 +195,5 @@ def usage_record_many(entries: Sequence[LedgerEntry], *, shard: int = 0) -> int:
     with connection.cursor() as cursor:
         cursor.execute(_record_many_sql(len(unique)), params)
         inserted, _settled = cursor.fetchone()
+    note_settled(inserted)
     return inserted

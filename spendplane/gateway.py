@@ -125,6 +125,7 @@ class ProxyCall:
             else:
                 if settings.SPENDPLANE_LEDGER_BATCHED:
                     entry, self.entry = self.entry, None
+                    _limits_releaser.submit((self.grant, _tokens_used(entry)))
                     _ledger_writer.submit((self, entry))
                 return
         self.write()
@@ -144,17 +145,25 @@ class ProxyCall:
 
     def written(self, entry: LedgerEntry, *, kept: bool) -> None:
         """Once the row is in the ledger (or, `kept`, in the spool): free the rate-limit counters,
-        drop the outbox file, count the metrics."""
+        then `settled`."""
         try:
-            limits.limits_release(self.grant, actual_tokens=entry.usage.prompt_tokens + entry.usage.completion_tokens)
+            limits.limits_release(self.grant, actual_tokens=_tokens_used(entry))
         finally:
-            if self.outbox is not None and kept:  # else the outbox file is the last copy: leave it for replay
-                outbox_done(self.outbox)
+            self.settled(entry, kept=kept)
+
+    def settled(self, entry: LedgerEntry, *, kept: bool) -> None:
+        """Drop the outbox file (unless it is the last copy of the row), count the metrics."""
+        if self.outbox is not None and kept:
+            outbox_done(self.outbox)
         # After the ledger, and on its own: a metrics fault must never cost a ledger row.
         try:
             metrics.observe(entry=entry)
         except Exception:
             logger.exception("metrics update failed for %s", self.request_id)
+
+
+def _tokens_used(entry: LedgerEntry) -> int:
+    return entry.usage.prompt_tokens + entry.usage.completion_tokens
 
 
 def _write_batch(queued: Sequence[tuple[ProxyCall, LedgerEntry]]) -> None:
@@ -167,14 +176,20 @@ def _write_batch(queued: Sequence[tuple[ProxyCall, LedgerEntry]]) -> None:
         logger.exception("ledger write of %d rows failed; spooling them for replay", len(entries))
         connection.close()  # a fresh connection for the next batch
         kept = [_spool(entry) for entry in entries]
+    finally:
+        connection.close_if_unusable_or_obsolete()  # as after a request: back to the pool
     for (call, entry), was_kept in zip(queued, kept, strict=True):
-        try:
-            call.written(entry, kept=was_kept)
-        except Exception:
-            logger.exception("settling %s after its ledger row failed", call.request_id)
+        call.settled(entry, kept=was_kept)
+
+
+def _release_batch(grants: Sequence[tuple[limits.Grant | None, int]]) -> None:
+    """Rate-limit slots and token corrections, many requests per round trip; on their own thread,
+    so a slow ledger write never holds a concurrency slot."""
+    limits.limits_release_many(list(grants))
 
 
 _ledger_writer = batch_writer(_write_batch, name="ledger-writer")
+_limits_releaser = batch_writer(_release_batch, name="limits-releaser")
 
 
 def _spool(entry: LedgerEntry) -> bool:

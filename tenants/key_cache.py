@@ -84,7 +84,7 @@ class LocalKeyCache:
         import redis
 
         delay = 0.5
-        while True:
+        while settings.REDIS_URL:
             try:
                 client = redis.Redis.from_url(settings.REDIS_URL, socket_keepalive=True, health_check_interval=30)
                 pubsub = client.pubsub(ignore_subscribe_messages=True)

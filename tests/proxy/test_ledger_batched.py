@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 from django.core.management import call_command
-from django.db import OperationalError
+from django.db import OperationalError, connection
 
 from metering import ledger_writer
 from metering.models import BudgetCounter, BudgetReservation, UsageEvent
@@ -29,6 +30,7 @@ def batched(settings, tmp_path):
     settings.SPENDPLANE_LEDGER_SPOOL_DIR = str(tmp_path)
     yield tmp_path
     assert gateway._ledger_writer.flush(timeout=10)
+    assert gateway._limits_releaser.flush(timeout=10)
 
 
 def chat(url: str, key: str, content: str, **extra) -> requests.Response:
@@ -154,3 +156,60 @@ def test_the_writer_takes_everything_queued_behind_a_slow_batch_in_one_go():
     assert writer.flush(timeout=5)
     assert batches[-1] == ["after"]
     assert writer.pending == 0
+
+
+def test_a_slow_ledger_write_never_holds_a_concurrency_slot(client, alice, batched, monkeypatch):
+    alice.tenant.plan.max_concurrency = 1
+    alice.tenant.plan.save()
+    ledger_stuck = threading.Event()
+    real = gateway.usage_record_many
+
+    def stuck(entries, **kwargs):
+        ledger_stuck.wait(10)
+        return real(entries, **kwargs)
+
+    monkeypatch.setattr(gateway, "usage_record_many", stuck)
+
+    def ask(content: str):
+        return client.post(
+            "/v1/chat/completions",
+            json.dumps({"model": "gpt-4o-mini", "max_tokens": 5, "messages": [{"role": "user", "content": content}]}),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {alice.raw_key}",
+        )
+
+    try:
+        assert ask("first").status_code == 200
+        assert gateway._limits_releaser.flush(timeout=5)
+        assert gateway._ledger_writer.pending == 1, "the first row is still waiting for the database"
+        assert ask("second").status_code == 200  # its slot was freed all the same
+    finally:
+        ledger_stuck.set()
+    assert gateway._ledger_writer.flush(timeout=10)
+    assert UsageEvent.objects.count() == 2
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="VACUUM is PostgreSQL's")
+def test_the_budget_tables_are_vacuumed_every_so_many_settlements(alice, monkeypatch):
+    from metering import budgets
+
+    def vacuums() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = %s",
+                [BudgetReservation._meta.db_table],
+            )
+            return cursor.fetchone()[0]
+
+    monkeypatch.setattr(budgets, "VACUUM_EVERY_SETTLEMENTS", 4)
+    monkeypatch.setattr(budgets, "_settled_since_vacuum", 0)
+    before = vacuums()
+    usage_record_many([_entry(alice, f"req_vacuum_{i}", 1) for i in range(3)])
+    time.sleep(1.1)  # statistics reach the view at most once a second
+    assert vacuums() == before
+    usage_record_many([_entry(alice, "req_vacuum_3", 1)])
+    deadline = time.monotonic() + 5
+    while vacuums() == before:
+        assert time.monotonic() < deadline, "no VACUUM ran"
+        time.sleep(0.1)
