@@ -101,8 +101,13 @@ class UsageEvent(models.Model):
         ESTIMATED = "estimated"
         NONE = "none"
 
-    request_id = models.CharField(max_length=64, unique=True)
-    tenant = models.ForeignKey("tenants.Tenant", null=True, on_delete=models.PROTECT, related_name="usage_events")
+    # Unique through Meta.constraints, not unique=True: the same index, without the pattern-ops
+    # copy PostgreSQL gets for unique text fields. Every index is paid on every ledger insert.
+    request_id = models.CharField(max_length=64)
+    # No index of its own: (tenant, created_at) below serves lookups by tenant.
+    tenant = models.ForeignKey(
+        "tenants.Tenant", null=True, on_delete=models.PROTECT, related_name="usage_events", db_index=False
+    )
     api_key = models.ForeignKey("tenants.ApiKey", null=True, on_delete=models.SET_NULL, related_name="+")
     end_user = models.CharField(max_length=200, blank=True, default="")
     feature = models.CharField(max_length=200, blank=True, default="")
@@ -140,6 +145,7 @@ class UsageEvent(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["request_id"], name="usage_event_request_id_unique")]
         indexes = [
             models.Index(fields=["tenant", "created_at"]),
             models.Index(fields=["tenant", "end_user", "created_at"]),
@@ -209,7 +215,9 @@ class BudgetReservation(models.Model):
     """Worst-case cost held against a counter while a request is in flight; it stops counting at
     `expires_at`, so a process that dies mid-request cannot strand budget."""
 
-    request_id = models.CharField(max_length=64, db_index=True)
+    # Looked up through the unique (request_id, counter) index; an index of its own would only
+    # cost each insert and delete.
+    request_id = models.CharField(max_length=64)
     counter = models.ForeignKey(BudgetCounter, on_delete=models.CASCADE, related_name="reservations")
     amount_usd = models.DecimalField(max_digits=18, decimal_places=9)
     expires_at = models.DateTimeField(db_index=True)
