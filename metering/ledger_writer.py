@@ -10,10 +10,10 @@ is queued before the process exits (gunicorn's `worker_exit` hook and `atexit` c
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -32,51 +32,66 @@ class BatchWriter(Generic[Item]):
         self._write_batch = write_batch
         self._name = name
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pending = 0  # submitted and not yet written
-        self._idle = threading.Condition(self._lock)
+        # Counted without a lock on the request path: next() on a count is atomic in CPython.
+        self._submitted = itertools.count(1)
+        self._last_submitted = 0
+        self._done = 0
 
     def submit(self, item: Item) -> None:
-        with self._lock:
-            self._pending += 1
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
+        self._last_submitted = next(self._submitted)
         self._queue.put(item)
+        if self._thread is None:
+            self._start()
 
     @property
     def pending(self) -> int:
-        return self._pending
+        """Submitted and not yet written."""
+        return self._last_submitted - self._done
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far is written; False if `timeout` ran out first."""
-        deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._pending:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(left)
-        return True
+        if self._thread is None:
+            return True
+        reached = threading.Event()
+        self._queue.put(_FlushMark(reached))
+        return reached.wait(timeout)
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < self._max_batch:
+            batch, marks = [], []
+            item = self._queue.get()
+            while True:
+                (marks if isinstance(item, _FlushMark) else batch).append(item)
+                if len(batch) >= self._max_batch:
+                    break
                 try:
-                    batch.append(self._queue.get_nowait())
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            try:
-                self._write_batch(batch)
-            except Exception:
-                logger.exception("ledger batch of %d failed; their outbox files wait for replay", len(batch))
-            with self._idle:
-                self._pending -= len(batch)
-                if not self._pending:
-                    self._idle.notify_all()
+            if batch:
+                try:
+                    self._write_batch(batch)
+                except Exception:
+                    logger.exception("ledger batch of %d failed; their outbox files wait for replay", len(batch))
+                self._done += len(batch)
+            for mark in marks:
+                mark.reached.set()
+
+
+class _FlushMark:
+    """Put in the queue by `flush`: set once everything queued before it is written."""
+
+    def __init__(self, reached: threading.Event) -> None:
+        self.reached = reached
 
 
 _writers: list[BatchWriter] = []

@@ -10,6 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from .budgets import SPEND_SHARDS, budget_settle, note_settled
 from .models import BudgetReservation, BudgetSpend, UsageEvent
@@ -51,38 +52,43 @@ def _ms(value: float | None) -> Decimal | None:
 
 
 def _event(entry: LedgerEntry) -> UsageEvent:
+    return UsageEvent(**_row(entry))
+
+
+def _row(entry: LedgerEntry) -> dict:
+    """The ledger row's field values (by attribute name), as Python values."""
     usage, rates = entry.usage, entry.rates
-    return UsageEvent(
-        request_id=entry.request_id,
-        tenant_id=entry.tenant_id,
-        api_key_id=entry.api_key_id,
-        end_user=entry.end_user[:200],
-        feature=entry.feature[:200],
-        endpoint=entry.endpoint,
-        model=entry.model[:200],
-        provider=entry.provider,
-        stream=entry.stream,
-        prompt_tokens=usage.prompt_tokens,
-        cached_tokens=usage.cached_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        completion_tokens=usage.completion_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        usage_source=entry.usage_source,
-        priced=rates is not None,
-        cost_usd=entry.cost_usd,
-        input_usd_per_mtok=rates.input if rates else None,
-        output_usd_per_mtok=rates.output if rates else None,
-        cached_input_usd_per_mtok=rates.cached_input if rates else None,
-        cache_write_usd_per_mtok=rates.cache_write if rates else None,
-        price_source=rates.source if rates else "",
-        status_code=entry.status_code,
-        error_type=entry.error_type[:60],
-        latency_ms=_ms(entry.latency_ms),
-        upstream_latency_ms=_ms(entry.upstream_latency_ms),
-        upstream_attempts=entry.upstream_attempts,
-        ttft_ms=_ms(entry.ttft_ms),
-        created_at=entry.created_at,
-    )
+    return {
+        "request_id": entry.request_id,
+        "tenant_id": entry.tenant_id,
+        "api_key_id": entry.api_key_id,
+        "end_user": entry.end_user[:200],
+        "feature": entry.feature[:200],
+        "endpoint": entry.endpoint,
+        "model": entry.model[:200],
+        "provider": entry.provider,
+        "stream": entry.stream,
+        "prompt_tokens": usage.prompt_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+        "usage_source": entry.usage_source,
+        "priced": rates is not None,
+        "cost_usd": entry.cost_usd,
+        "input_usd_per_mtok": rates.input if rates else None,
+        "output_usd_per_mtok": rates.output if rates else None,
+        "cached_input_usd_per_mtok": rates.cached_input if rates else None,
+        "cache_write_usd_per_mtok": rates.cache_write if rates else None,
+        "price_source": rates.source if rates else "",
+        "status_code": entry.status_code,
+        "error_type": entry.error_type[:60],
+        "latency_ms": _ms(entry.latency_ms),
+        "upstream_latency_ms": _ms(entry.upstream_latency_ms),
+        "upstream_attempts": entry.upstream_attempts,
+        "ttft_ms": _ms(entry.ttft_ms),
+        "created_at": entry.created_at,
+    }
 
 
 def usage_record(*, entry: LedgerEntry) -> bool:
@@ -149,9 +155,11 @@ def _record_in_one_statement(event: UsageEvent) -> bool:
 
 # PostgreSQL, many requests at once: every row, the release of their reservations and one
 # settlement per counter (the sum of the costs of the rows this call inserted), in one statement.
+# The rows arrive as one array per column: the statement's text (and so its parsing and its plan)
+# is the same for any number of rows, and no per-row placeholders are rendered.
 _RECORD_MANY_SQL = """
 WITH event AS (
-    INSERT INTO {events} ({columns}) VALUES {rows}
+    INSERT INTO {events} ({columns}) SELECT * FROM unnest({arrays})
     ON CONFLICT (request_id) DO NOTHING RETURNING request_id, cost_usd
 ), released AS (
     DELETE FROM {reservations} r USING event WHERE r.request_id = event.request_id
@@ -166,15 +174,14 @@ SELECT (SELECT count(*) FROM event), (SELECT count(*) FROM settled)
 """
 
 
-@functools.lru_cache(maxsize=64)
-def _record_many_sql(rows: int) -> str:
-    one_row = "(" + ", ".join(["%s"] * len(_record_fields)) + ")"
+@functools.cache
+def _record_many_sql() -> str:
     return _RECORD_MANY_SQL.format(
         events=UsageEvent._meta.db_table,
         reservations=BudgetReservation._meta.db_table,
         spends=BudgetSpend._meta.db_table,
         columns=", ".join(connection.ops.quote_name(f.column) for f in _record_fields),
-        rows=", ".join([one_row] * rows),
+        arrays=", ".join(f"%s::{f.db_type(connection)}[]" for f in _record_fields),
     )
 
 
@@ -187,13 +194,11 @@ def usage_record_many(entries: Sequence[LedgerEntry], *, shard: int = 0) -> int:
     if connection.vendor != "postgresql":
         with transaction.atomic():
             return sum(usage_record(entry=entry) for entry in unique)
-    params = []
-    for entry in unique:
-        event = _event(entry)
-        params += [f.get_db_prep_save(f.pre_save(event, add=True), connection) for f in _record_fields]
-    params.append(shard % SPEND_SHARDS)
+    recorded_at = timezone.now()
+    rows = [{**_row(entry), "recorded_at": recorded_at} for entry in unique]
+    columns = [[row[f.attname] for row in rows] for f in _record_fields]
     with connection.cursor() as cursor:
-        cursor.execute(_record_many_sql(len(unique)), params)
+        cursor.execute(_record_many_sql(), [*columns, shard % SPEND_SHARDS])
         inserted, _settled = cursor.fetchone()
     note_settled(inserted)
     return inserted

@@ -8,6 +8,8 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 import requests
@@ -117,6 +119,30 @@ def _entry(person, request_id: str, completion_tokens: int) -> LedgerEntry:
         usage_source=UsageEvent.UsageSource.PROVIDER,
         rates=Rates(input=2, output=8, cached_input=1, cache_write=2, source="test"),
     )
+
+
+def test_a_row_written_in_a_batch_equals_one_written_alone(alice):
+    from django.forms.models import model_to_dict
+
+    from metering.services import usage_record
+
+    def full_entry(request_id: str) -> LedgerEntry:
+        entry = _entry(alice, request_id, 42)
+        entry.end_user, entry.feature, entry.provider, entry.stream = "user-7", "summaries", "openai", True
+        entry.usage = Usage(prompt_tokens=1500, cached_tokens=1024, completion_tokens=42, reasoning_tokens=10)
+        entry.upstream_latency_ms, entry.upstream_attempts, entry.ttft_ms = 101.25, 2, 33.3333
+        entry.created_at = datetime(2026, 11, 27, 9, 30, 15, 123456, tzinfo=UTC)
+        return entry
+
+    usage_record(entry=full_entry("req_alone"))
+    usage_record_many([full_entry("req_batched"), _entry(alice, "req_other", 1)])
+    ignored = {"id", "request_id", "recorded_at"}
+    alone, batched = (
+        {k: v for k, v in model_to_dict(UsageEvent.objects.get(request_id=r)).items() if k not in ignored}
+        for r in ("req_alone", "req_batched")
+    )
+    assert batched == alone
+    assert alone["cached_tokens"] == 1024 and alone["ttft_ms"] == Decimal("33.333")
 
 
 def test_many_rows_in_one_call_are_idempotent(alice):
