@@ -44,6 +44,7 @@ class Stack:
     env: dict
     mock_url: str
     proxy_url: str
+    server: str = "gunicorn"
     procs: list = field(default_factory=list)
 
     @property
@@ -54,12 +55,12 @@ class Stack:
         db = self.env["DATABASE_URL"].split(":")[0]
         cache = "redis" if self.env.get("REDIS_URL") else "in-process"
         return (
-            f"{self.env['WEB_CONCURRENCY']} gunicorn workers x {self.env['SPENDPLANE_THREADS']} threads, "
+            f"{self.env['WEB_CONCURRENCY']} {self.server} workers x {self.env['SPENDPLANE_THREADS']} threads, "
             f"database {db}, cache {cache}"
         )
 
 
-def prepare(*, workers: int, threads: int, **extra_env) -> Stack:
+def prepare(*, workers: int, threads: int, server: str = "gunicorn", **extra_env) -> Stack:
     """Environment, migrations and Django set up in this process (for seeding and reading the
     ledger); nothing started yet."""
     workdir = Path(tempfile.mkdtemp(prefix="spendplane-bench-"))
@@ -87,6 +88,7 @@ def prepare(*, workers: int, threads: int, **extra_env) -> Stack:
         env=env,
         mock_url=f"http://127.0.0.1:{mock_port}",
         proxy_url=f"http://127.0.0.1:{proxy_port}",
+        server=server,
     )
 
 
@@ -125,7 +127,7 @@ def running(stack: Stack, *, latency_ms: float = 0, chunk_delay_ms: float = 0):
     stack.procs = [
         subprocess.Popen(mock, cwd=ROOT, env=stack.env, stdout=subprocess.DEVNULL),
         subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "spendplane/gunicorn.conf.py", "spendplane.wsgi"],
+            _server_command(stack),
             cwd=ROOT,
             env=stack.env,
             stderr=open(Path(tempfile.gettempdir()) / "spendplane-bench-gateway.log", "w"),  # noqa: SIM115
@@ -144,6 +146,17 @@ def running(stack: Stack, *, latency_ms: float = 0, chunk_delay_ms: float = 0):
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(stack.workdir, ignore_errors=True)
+
+
+def _server_command(stack: Stack) -> list[str]:
+    """gunicorn with the production configuration, or granian (WSGI, Rust HTTP front) for
+    comparison: the server model in the README was chosen by running both."""
+    if stack.server == "granian":
+        host, port = stack.env["SPENDPLANE_BIND"].rsplit(":", 1)
+        workers, threads = stack.env["WEB_CONCURRENCY"], stack.env["SPENDPLANE_THREADS"]
+        return [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", host, "--port", port,
+                "--workers", workers, "--blocking-threads", threads, "spendplane.wsgi:application"]  # fmt: skip
+    return [sys.executable, "-m", "gunicorn", "-c", "spendplane/gunicorn.conf.py", "spendplane.wsgi"]
 
 
 def children(pid: int) -> list[int]:
@@ -182,7 +195,7 @@ def _pids_named(name: str) -> list[int]:
 
 
 def cpu_by_group(stack: Stack) -> dict[str, float]:
-    """CPU seconds used so far by the gateway (gunicorn master and workers), PostgreSQL (every
+    """CPU seconds used so far by the gateway (server master and workers), PostgreSQL (every
     server process; 0 on SQLite), Redis and the mock upstream."""
     master = stack.gunicorn.pid
     groups = {

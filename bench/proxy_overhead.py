@@ -1,7 +1,7 @@
 """Proxy overhead: the same requests sent to the mock upstream directly and through Spendplane,
 in the same run, with wrk as the load generator. Prints medians, p99s and ratios.
 
-    python bench/proxy_overhead.py [--duration 10] [--latency-ms 0] [--workers 2]
+    python bench/proxy_overhead.py [--duration 10] [--latency-ms 0] [--workers 2] [--server gunicorn]
 
 Uses DATABASE_URL / REDIS_URL when set (PostgreSQL + Redis, as production), else a fresh SQLite
 file. Needs wrk (`apt-get install wrk`). Loopback only.
@@ -65,7 +65,10 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="Seconds per wrk run.")
     parser.add_argument("--latency-ms", type=float, default=0, help="Mock upstream delay before answering.")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes.")
-    parser.add_argument("--threads", type=int, default=16, help="Threads per worker.")
+    parser.add_argument("--threads", type=int, default=4, help="Threads per worker.")
+    parser.add_argument(
+        "--server", choices=["gunicorn", "granian"], default="gunicorn", help="gunicorn (production) or granian."
+    )
     parser.add_argument("--concurrency", default="1,32", help="Comma-separated wrk connection counts.")
     parser.add_argument(
         "--controls",
@@ -77,7 +80,7 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
 
-    stack = prepare(workers=args.workers, threads=args.threads)
+    stack = prepare(workers=args.workers, threads=args.threads, server=args.server)
     workdir = stack.workdir
     from metering.models import UsageEvent
 
