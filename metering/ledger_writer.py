@@ -14,6 +14,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -28,10 +29,20 @@ class BatchWriter(Generic[Item]):
     call (at most `max_batch` at once). `write_batch` must not raise for a single bad item; an
     exception escaping it is logged and the batch is dropped from the queue (its outbox files stay)."""
 
-    def __init__(self, write_batch: Callable[[Sequence[Item]], None], *, name: str, max_batch: int = MAX_BATCH):
+    def __init__(
+        self,
+        write_batch: Callable[[Sequence[Item]], None],
+        *,
+        name: str,
+        max_batch: int = MAX_BATCH,
+        linger_seconds: float = 0.0,
+    ):
         self._write_batch = write_batch
         self._name = name
         self._max_batch = max_batch
+        # How long a batch waits for company after its first item: each statement costs the
+        # process about as much CPU as writing several rows more in it.
+        self._linger = linger_seconds
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -69,12 +80,14 @@ class BatchWriter(Generic[Item]):
         while True:
             batch, marks = [], []
             item = self._queue.get()
+            until = time.monotonic() + self._linger
             while True:
                 (marks if isinstance(item, _FlushMark) else batch).append(item)
                 if len(batch) >= self._max_batch:
                     break
+                wait = 0 if marks else until - time.monotonic()  # a flush ends the wait
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
             if batch:
@@ -97,9 +110,11 @@ class _FlushMark:
 _writers: list[BatchWriter] = []
 
 
-def batch_writer(write_batch: Callable[[Sequence[Item]], None], *, name: str) -> BatchWriter[Item]:
+def batch_writer(
+    write_batch: Callable[[Sequence[Item]], None], *, name: str, linger_seconds: float = 0.0
+) -> BatchWriter[Item]:
     """A writer that `flush_all()` (and so process exit) waits for."""
-    writer = BatchWriter(write_batch, name=name)
+    writer = BatchWriter(write_batch, name=name, linger_seconds=linger_seconds)
     _writers.append(writer)
     return writer
 

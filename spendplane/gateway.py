@@ -188,7 +188,10 @@ def _release_batch(grants: Sequence[tuple[limits.Grant | None, int]]) -> None:
     limits.limits_release_many(list(grants))
 
 
-_ledger_writer = batch_writer(_write_batch, name="ledger-writer")
+# Rows are safe in the outbox meanwhile; only the reservation is held a little longer.
+_ledger_writer = batch_writer(
+    _write_batch, name="ledger-writer", linger_seconds=settings.SPENDPLANE_LEDGER_BATCH_LINGER_MS / 1000
+)
 _limits_releaser = batch_writer(_release_batch, name="limits-releaser")
 
 

@@ -47,6 +47,10 @@ INSTALLED_APPS = [
     "guard",
 ]
 
+# Admin and dashboard messages live in the session. The default (cookie, then session) built a
+# cookie signer on every request, the proxy's included: 4% of a worker's CPU under load.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -250,6 +254,8 @@ SPENDPLANE_LEDGER_AFTER_RESPONSE = env.bool("SPENDPLANE_LEDGER_AFTER_RESPONSE", 
 # ...by one background thread per process, many rows per statement (metering.ledger_writer);
 # off: by the request's own thread once the response is closed.
 SPENDPLANE_LEDGER_BATCHED = env.bool("SPENDPLANE_LEDGER_BATCHED", default=True)
+# How long a batch waits for more rows after its first (the statement, not the row, is the cost).
+SPENDPLANE_LEDGER_BATCH_LINGER_MS = env.float("SPENDPLANE_LEDGER_BATCH_LINGER_MS", default=20.0)
 # Ledger rows the database could not take wait here (fsynced) until they are replayed.
 SPENDPLANE_LEDGER_SPOOL_DIR = env("SPENDPLANE_LEDGER_SPOOL_DIR", default="") or str(
     BASE_DIR / ".cache" / "ledger-spool"

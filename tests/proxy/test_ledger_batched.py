@@ -239,3 +239,16 @@ def test_the_budget_tables_are_vacuumed_every_so_many_settlements(alice, monkeyp
     while vacuums() == before:
         assert time.monotonic() < deadline, "no VACUUM ran"
         time.sleep(0.1)
+
+
+def test_a_lingering_writer_gathers_a_burst_into_one_batch_and_a_flush_cuts_the_wait():
+    batches = []
+    writer = ledger_writer.BatchWriter(lambda items: batches.append(list(items)), name="t", linger_seconds=0.5)
+    writer.submit(1)
+    time.sleep(0.05)
+    writer.submit(2)
+    writer.submit(3)
+    asked = time.monotonic()
+    assert writer.flush(timeout=5)
+    assert time.monotonic() - asked < 0.4, "a flush does not wait out the linger"
+    assert batches == [[1, 2, 3]]
