@@ -51,17 +51,18 @@ INSTALLED_APPS = [
 # cookie signer on every request, the proxy's included: 4% of a worker's CPU under load.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
+# The Browser* classes are Django's own, skipped on the proxy's /v1/ paths (spendplane/middleware.py).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "spendplane.middleware.BrowserWhiteNoiseMiddleware",
+    "spendplane.middleware.BrowserSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "spendplane.middleware.BrowserAuthenticationMiddleware",
+    "spendplane.middleware.BrowserMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "spendplane.security.SecurityHeadersMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
+    "spendplane.middleware.BrowserHtmxMiddleware",
 ]
 
 # Served over HTTPS (behind a TLS-terminating proxy that sets X-Forwarded-Proto): secure cookies,

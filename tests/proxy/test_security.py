@@ -133,3 +133,19 @@ def test_a_production_configuration_passes_the_deployment_checks():
         timeout=120,
     )
     assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_the_api_skips_the_browser_middleware_and_the_browser_keeps_it(client, alice):
+    admin = User.objects.create_superuser("root", "root@example.com", "a-long-password-1")
+    client.force_login(admin)  # a session cookie the API must neither read nor write
+    client.cookies["messages"] = "ignored"
+    answer = chat(client, alice.raw_key)
+    assert answer.status_code == 200
+    assert "Set-Cookie" not in answer and "Cookie" not in answer.get("Vary", "")
+    assert not hasattr(answer.wsgi_request, "session")
+    assert not answer.wsgi_request.user.is_authenticated  # DRF's anonymous user, not the session's login
+    assert answer["Cache-Control"] == "no-store" and answer["X-Frame-Options"] == "DENY"
+
+    page = client.get("/admin/")
+    assert page.status_code == 200
+    assert page.wsgi_request.user == admin and "Cookie" in page["Vary"]
