@@ -59,7 +59,7 @@ class BatchWriter(Generic[Item]):
 
     @property
     def pending(self) -> int:
-        """Submitted and not yet written."""
+        """Submitted and not yet written (exact once submitters are quiet; a flush is the sure wait)."""
         return self._last_submitted - self._done
 
     def flush(self, timeout: float = 10.0) -> bool:

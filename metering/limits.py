@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -213,7 +214,7 @@ class RedisCounters:
             logger.warning("could not release limits of %s: %s", request_id, exc)
 
     def release_many(self, releases: list[tuple[list[str], list[str], str, int]]) -> None:
-        """`release` for many requests in one round trip."""
+        """`release` for many requests in one pipeline (redis-py checks the script is loaded first)."""
         try:
             pipe = self.client.pipeline(transaction=False)
             for token_keys, concurrency_keys, request_id, correction in releases:
@@ -372,19 +373,23 @@ def limits_admit(
     return grant
 
 
+def _release_args(grant: Grant | None, actual_tokens: int) -> tuple | None:
+    """What `release` needs for one request, or None when it holds nothing to release."""
+    if grant is None or not (grant.token_keys or grant.concurrency_keys):
+        return None
+    return grant.token_keys, grant.concurrency_keys, grant.request_id, actual_tokens - grant.token_estimate
+
+
 def limits_release(grant: Grant | None, *, actual_tokens: int) -> None:
     """Free the in-flight slots and correct the token window from the estimate to the actual count."""
-    if grant is None or not (grant.token_keys or grant.concurrency_keys):
-        return
-    counters().release(grant.token_keys, grant.concurrency_keys, grant.request_id, actual_tokens - grant.token_estimate)
+    args = _release_args(grant, actual_tokens)
+    if args is not None:
+        counters().release(*args)
 
 
-def limits_release_many(releases: list[tuple[Grant | None, int]]) -> None:
-    """`limits_release` for many requests (grant, actual tokens) in one round trip."""
-    work = [
-        (grant.token_keys, grant.concurrency_keys, grant.request_id, actual - grant.token_estimate)
-        for grant, actual in releases
-        if grant is not None and (grant.token_keys or grant.concurrency_keys)
-    ]
+def limits_release_many(releases: Sequence[tuple[Grant | None, int]]) -> None:
+    """`limits_release` for many requests (grant, actual tokens), pipelined: on Redis, one
+    SCRIPT EXISTS and one round trip for the whole batch."""
+    work = [args for grant, actual in releases if (args := _release_args(grant, actual)) is not None]
     if work:
         counters().release_many(work)

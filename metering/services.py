@@ -96,9 +96,10 @@ def usage_record(*, entry: LedgerEntry) -> bool:
     """Append one ledger row and settle the request's budget reservations to its cost, in one
     transaction. Idempotent on request_id: a second call for the same request writes nothing and
     returns False, so no path can double-count a request."""
-    event = _event(entry)
     if connection.vendor == "postgresql":
-        return _record_in_one_statement(event)
+        shard = zlib.crc32(entry.request_id.encode())
+        return _record_on_postgresql([entry], shard=shard) == 1
+    event = _event(entry)
     try:
         with transaction.atomic():
             event.save(force_insert=True)
@@ -110,56 +111,17 @@ def usage_record(*, entry: LedgerEntry) -> bool:
     return True
 
 
-# PostgreSQL: the row, the release of its reservations and the settlement of its cost in one
-# statement (one round trip, one commit). Data-modifying CTEs all run, against one snapshot; the
-# reservations are released and the cost added only if this call inserted the row.
-_RECORD_SQL = """
-WITH event AS (
-    INSERT INTO {events} ({columns}) VALUES ({values})
-    ON CONFLICT (request_id) DO NOTHING RETURNING 1
-), released AS (
-    DELETE FROM {reservations} WHERE request_id = %s AND EXISTS (SELECT 1 FROM event) RETURNING counter_id
-), settled AS (
-    INSERT INTO {spends} (counter_id, shard, spent_usd)
-    SELECT counter_id, %s, %s::numeric FROM released WHERE %s::numeric > 0
-    ON CONFLICT (counter_id, shard) DO UPDATE SET spent_usd = {spends}.spent_usd + excluded.spent_usd
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM event), (SELECT count(*) FROM settled)
-"""
 _record_fields = [f for f in UsageEvent._meta.concrete_fields if not f.primary_key]
 
 
-@functools.cache
-def _record_sql() -> str:
-    """Built once per process: the statement never changes, and formatting it cost every request."""
-    return _RECORD_SQL.format(
-        events=UsageEvent._meta.db_table,
-        reservations=BudgetReservation._meta.db_table,
-        spends=BudgetSpend._meta.db_table,
-        columns=", ".join(connection.ops.quote_name(f.column) for f in _record_fields),
-        values=", ".join(["%s"] * len(_record_fields)),
-    )
-
-
-def _record_in_one_statement(event: UsageEvent) -> bool:
-    sql = _record_sql()
-    params = [f.get_db_prep_save(f.pre_save(event, add=True), connection) for f in _record_fields]
-    cost = connection.ops.adapt_decimalfield_value(event.cost_usd, 18, 9)
-    params += [event.request_id, zlib.crc32(event.request_id.encode()) % SPEND_SHARDS, cost, cost]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        inserted, _settled = cursor.fetchone()
-    note_settled(inserted)
-    return bool(inserted)
-
-
-# PostgreSQL, many requests at once: every row, the release of their reservations and one
-# settlement per counter (the sum of the costs of the rows this call inserted), in one statement.
+# PostgreSQL, one request or many: every row, the release of their reservations and one settlement
+# per counter (the sum of the costs of the rows this call inserted), in one statement (one round
+# trip, one commit). Data-modifying CTEs all run against one snapshot; only the rows this call
+# inserted release and settle anything, so a replayed row counts once.
 # The rows travel as one JSON document that PostgreSQL unpacks into the ledger's row type: one
 # parameter whatever the batch size, so the client renders no placeholders or arrays (measured:
 # psycopg's array rendering was 6% of a worker's CPU under load).
-_RECORD_MANY_SQL = """
+_RECORD_SQL = """
 WITH event AS (
     INSERT INTO {events} ({columns})
     SELECT {columns} FROM json_populate_recordset(NULL::{events}, %s::json)
@@ -178,8 +140,8 @@ SELECT (SELECT count(*) FROM event), (SELECT count(*) FROM settled)
 
 
 @functools.cache
-def _record_many_sql() -> str:
-    return _RECORD_MANY_SQL.format(
+def _record_sql() -> str:
+    return _RECORD_SQL.format(
         events=UsageEvent._meta.db_table,
         reservations=BudgetReservation._meta.db_table,
         spends=BudgetSpend._meta.db_table,
@@ -198,18 +160,22 @@ def usage_record_many(entries: Sequence[LedgerEntry], *, shard: int = 0) -> int:
     unique = list({entry.request_id: entry for entry in entries}.values())
     if not unique:
         return 0
-    if connection.vendor != "postgresql":
-        with transaction.atomic():
-            return sum(usage_record(entry=entry) for entry in unique)
+    if connection.vendor == "postgresql":
+        return _record_on_postgresql(unique, shard=shard)
+    with transaction.atomic():
+        return sum(usage_record(entry=entry) for entry in unique)
+
+
+def _record_on_postgresql(entries: Sequence[LedgerEntry], *, shard: int) -> int:
     recorded_at = timezone.now()
     columns = [(f.attname, f.column) for f in _record_fields]
     rows = []
-    for entry in unique:
+    for entry in entries:
         values = {**_row(entry), "recorded_at": recorded_at}
         rows.append({column: values[attname] for attname, column in columns})
     payload = json.dumps(rows, default=_json_value)
     with connection.cursor() as cursor:
-        cursor.execute(_record_many_sql(), [payload, shard % SPEND_SHARDS])
+        cursor.execute(_record_sql(), [payload, shard % SPEND_SHARDS])
         inserted, _settled = cursor.fetchone()
     note_settled(inserted)
     return inserted

@@ -81,6 +81,12 @@ def count_text(text: str, model: str = "") -> int:
     return len(encoding_for(model).encode(text, disallowed_special=()))
 
 
+@lru_cache(maxsize=1024)
+def _label_tokens(label: str, model: str) -> int:
+    """A message's role or name: the same few strings on every request, so counted once each."""
+    return count_text(label, model)
+
+
 def _content_tokens(content, model: str) -> int:
     if content is None:
         return 0
@@ -110,10 +116,10 @@ def count_chat_prompt(model: str, messages: list, tools: list | None = None, sys
         if not isinstance(message, dict):
             continue
         total += _TOKENS_PER_MESSAGE
-        total += count_text(str(message.get("role", "")), model)
+        total += _label_tokens(str(message.get("role", "")), model)
         total += _content_tokens(message.get("content"), model)
         if message.get("name"):
-            total += 1 + count_text(str(message["name"]), model)
+            total += 1 + _label_tokens(str(message["name"]), model)
         if message.get("tool_calls"):
             total += count_text(json.dumps(message["tool_calls"], ensure_ascii=False), model)
     if tools:

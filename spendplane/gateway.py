@@ -174,25 +174,20 @@ def _write_batch(queued: Sequence[tuple[ProxyCall, LedgerEntry]]) -> None:
         kept = [True] * len(entries)
     except Exception:
         logger.exception("ledger write of %d rows failed; spooling them for replay", len(entries))
-        connection.close()  # a fresh connection for the next batch
         kept = [_spool(entry) for entry in entries]
     finally:
-        connection.close_if_unusable_or_obsolete()  # as after a request: back to the pool
+        connection.close_if_unusable_or_obsolete()  # as after a request: back to the pool, or gone if broken
     for (call, entry), was_kept in zip(queued, kept, strict=True):
         call.settled(entry, kept=was_kept)
-
-
-def _release_batch(grants: Sequence[tuple[limits.Grant | None, int]]) -> None:
-    """Rate-limit slots and token corrections, many requests per round trip; on their own thread,
-    so a slow ledger write never holds a concurrency slot."""
-    limits.limits_release_many(list(grants))
 
 
 # Rows are safe in the outbox meanwhile; only the reservation is held a little longer.
 _ledger_writer = batch_writer(
     _write_batch, name="ledger-writer", linger_seconds=settings.SPENDPLANE_LEDGER_BATCH_LINGER_MS / 1000
 )
-_limits_releaser = batch_writer(_release_batch, name="limits-releaser")
+# Rate-limit slots and token corrections on a thread of their own, so a slow ledger write never
+# holds a concurrency slot.
+_limits_releaser = batch_writer(limits.limits_release_many, name="limits-releaser")
 
 
 def _spool(entry: LedgerEntry) -> bool:

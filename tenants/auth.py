@@ -39,8 +39,8 @@ def key_lookup(raw: str, *, client_meta=None) -> tuple[Principal | None, int | N
     tenant changes."""
     digest = hash_api_key(raw)
     held = local_keys.get(digest)
-    if held is not None and not held.revoked:
-        return held, None  # a usable key: an address's bad-key block does not apply to it
+    if held is not None:
+        return held, None  # never revoked: an address's bad-key block does not apply to it
     generation = local_keys.generation
     entry = _cache_key(digest)
     wanted = [entry] if client_meta is None else [entry, security.blocked_cache_key(client_meta)]
@@ -54,14 +54,13 @@ def key_lookup(raw: str, *, client_meta=None) -> tuple[Principal | None, int | N
     if cached == _MISSING:
         return None, blocked
     if cached is not None or blocked is not None:
-        if cached is not None:
-            local_keys.put(digest, cached, read_at_generation=generation)
-        return cached, blocked
-    key = ApiKey.objects.for_raw_key(raw)
-    principal = Principal.from_key(key) if key else None
-    with contextlib.suppress(Exception):
-        cache.set(entry, principal or _MISSING, settings.SPENDPLANE_CACHE_SECONDS)
-    if principal is not None:
+        principal = cached
+    else:
+        key = ApiKey.objects.for_raw_key(raw)
+        principal = Principal.from_key(key) if key else None
+        with contextlib.suppress(Exception):
+            cache.set(entry, principal or _MISSING, settings.SPENDPLANE_CACHE_SECONDS)
+    if principal is not None and not principal.revoked:
         local_keys.put(digest, principal, read_at_generation=generation)
     return principal, blocked
 

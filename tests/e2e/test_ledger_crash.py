@@ -23,6 +23,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 needs_postgres = pytest.mark.skipif(connection.vendor != "postgresql", reason="holds a PostgreSQL table lock")
 
 
+def chat(gateway, person, content: str) -> requests.Response:
+    return requests.post(
+        f"{gateway.url}/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "max_tokens": 6, "messages": [{"role": "user", "content": content}]},
+        headers={"Authorization": f"Bearer {person.raw_key}"},
+        timeout=30,
+    )
+
+
 @needs_postgres
 @pytest.mark.parametrize("batched", ["1", "0"], ids=["batch writer", "written on close"])
 def test_a_process_killed_before_its_row_commits_loses_nothing(start_gateway, alice, tmp_path, settings, batched):
@@ -33,15 +42,7 @@ def test_a_process_killed_before_its_row_commits_loses_nothing(start_gateway, al
         SPENDPLANE_LEDGER_SPOOL_DIR=str(tmp_path),
     )
 
-    def chat(content: str) -> requests.Response:
-        return requests.post(
-            f"{gateway.url}/v1/chat/completions",
-            json={"model": "gpt-4o-mini", "max_tokens": 6, "messages": [{"role": "user", "content": content}]},
-            headers={"Authorization": f"Bearer {alice.raw_key}"},
-            timeout=30,
-        )
-
-    warm = chat("warm up")
+    warm = chat(gateway, alice, "warm up")
     assert warm.status_code == 200
     deadline = time.monotonic() + 10
     while not UsageEvent.objects.filter(request_id=warm.headers["x-request-id"]).exists():
@@ -50,7 +51,7 @@ def test_a_process_killed_before_its_row_commits_loses_nothing(start_gateway, al
 
     with psycopg.connect(_database_url().replace("postgres://", "postgresql://")) as blocker:
         blocker.execute(f"LOCK TABLE {UsageEvent._meta.db_table} IN EXCLUSIVE MODE")  # inserts now wait
-        answered = chat("answered, then the process dies")
+        answered = chat(gateway, alice, "answered, then the process dies")
         assert answered.status_code == 200
         request_id = answered.headers["x-request-id"]
         outbox = tmp_path / f"{request_id}.pending"
@@ -87,17 +88,9 @@ def test_a_worker_stopping_writes_its_queued_rows_before_it_exits(start_gateway,
         SPENDPLANE_LEDGER_AFTER_RESPONSE="1", SPENDPLANE_LEDGER_BATCHED="1", SPENDPLANE_LEDGER_SPOOL_DIR=str(tmp_path)
     )
 
-    def chat(content: str) -> requests.Response:
-        return requests.post(
-            f"{gateway.url}/v1/chat/completions",
-            json={"model": "gpt-4o-mini", "max_tokens": 4, "messages": [{"role": "user", "content": content}]},
-            headers={"Authorization": f"Bearer {alice.raw_key}"},
-            timeout=30,
-        )
-
     with psycopg.connect(_database_url().replace("postgres://", "postgresql://")) as blocker:
         blocker.execute(f"LOCK TABLE {UsageEvent._meta.db_table} IN EXCLUSIVE MODE")
-        answered = [chat(f"question {i}") for i in range(5)]
+        answered = [chat(gateway, alice, f"question {i}") for i in range(5)]
         assert [r.status_code for r in answered] == [200] * 5
         assert len(list(tmp_path.glob("*.pending"))) == 5  # all queued behind the lock
         gateway.proc.send_signal(signal.SIGTERM)

@@ -121,10 +121,11 @@ def _entry(person, request_id: str, completion_tokens: int) -> LedgerEntry:
     )
 
 
-def test_a_row_written_in_a_batch_equals_one_written_alone(alice):
+def test_a_row_written_in_a_batch_equals_the_same_entry_saved_by_the_orm(alice):
+    """The JSON batch (PostgreSQL) against Django's own insert of the same values."""
     from django.forms.models import model_to_dict
 
-    from metering.services import usage_record
+    from metering.services import _event
 
     def full_entry(request_id: str) -> LedgerEntry:
         entry = _entry(alice, request_id, 42)
@@ -134,7 +135,7 @@ def test_a_row_written_in_a_batch_equals_one_written_alone(alice):
         entry.created_at = datetime(2026, 11, 27, 9, 30, 15, 123456, tzinfo=UTC)
         return entry
 
-    usage_record(entry=full_entry("req_alone"))
+    _event(full_entry("req_alone")).save(force_insert=True)
     usage_record_many([full_entry("req_batched"), _entry(alice, "req_other", 1)])
     ignored = {"id", "request_id", "recorded_at"}
     alone, batched = (

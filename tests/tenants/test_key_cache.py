@@ -56,7 +56,7 @@ def test_a_change_announced_by_another_process_drops_the_copy_and_is_confirmed(a
 
 
 @needs_redis
-def test_revoking_a_key_returns_only_once_every_process_has_dropped_it(alice, listening):
+def test_revoking_a_key_drops_this_process_copy_at_once(alice, listening):
     auth.key_lookup(alice.raw_key)
     digest = hash_api_key(alice.raw_key)
     alice.key.revoked_at = alice.key.created_at
@@ -64,6 +64,22 @@ def test_revoking_a_key_returns_only_once_every_process_has_dropped_it(alice, li
     assert listening.get(digest) is None
     principal, _ = auth.key_lookup(alice.raw_key)
     assert principal.revoked
+    assert listening.get(digest) is None, "a revoked key is never held in process"
+
+
+@needs_redis
+def test_a_change_returns_only_once_every_listener_has_confirmed_it(listening, monkeypatch):
+    monkeypatch.setattr(key_cache.uuid, "uuid4", lambda: type("Id", (), {"hex": "change-2"})())
+    real_forget = listening.forget
+
+    def slow_forget(digests):  # a busy process: its listener confirms 0.2 s after the message
+        time.sleep(0.2)
+        real_forget(digests)
+
+    monkeypatch.setattr(listening, "forget", slow_forget)
+    key_cache.publish_forget(["some-digest"])
+    confirmed = redis.Redis.from_url(settings.REDIS_URL).get(key_cache._ack_key("change-2"))
+    assert int(confirmed or 0) >= 1  # read straight after the call returned: no waiting here
 
 
 def test_nothing_is_kept_while_no_listener_is_connected(settings):
