@@ -16,6 +16,10 @@ from . import classifier
 from .scanner import analyse, rule_names
 
 TARGET_FPR = 0.01
+# Thresholds are set at this rate on the training benign rows (scored out-of-fold): measured on
+# dev, held-out benign rows ran 0.1-0.3 points above the rate a threshold was calibrated at, so
+# calibrating at TARGET_FPR itself let held-out false positives exceed it.
+CALIBRATION_FPR = 0.008
 
 
 @dataclass
@@ -58,7 +62,7 @@ def featurize(data: Labelled) -> Labelled:
 
 def fit(x, labels, extra: Labelled | None = None, *, c: float | None = None):
     """Train on the labelled rows plus `extra` (generated examples); set the threshold at
-    TARGET_FPR of the labelled benign rows only, scored out-of-fold. The generated benign rows are
+    CALIBRATION_FPR of the labelled benign rows only, scored out-of-fold. The generated benign rows are
     easy, so counting them would put the threshold where more real false positives get through;
     and a model's scores on rows it was fitted to are too confident to calibrate on."""
     from scipy import sparse
@@ -74,7 +78,7 @@ def fit(x, labels, extra: Labelled | None = None, *, c: float | None = None):
     for train_idx, test_idx in StratifiedKFold(3, shuffle=True, random_state=3).split(x, labels):
         out_of_fold[test_idx] = classifier.train(x[train_idx], labels[train_idx], VOCABULARY, c=c).scores(x[test_idx])
     model = classifier.train(x, labels, VOCABULARY, c=c)
-    model.threshold = classifier.threshold_at_fpr(out_of_fold[(labels == 0) & calibrate], TARGET_FPR)
+    model.threshold = classifier.threshold_at_fpr(out_of_fold[(labels == 0) & calibrate], CALIBRATION_FPR)
     return model
 
 

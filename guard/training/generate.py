@@ -307,22 +307,51 @@ def _domain(rng: random.Random) -> str:
 
 
 def _whois(rng: random.Random, note: str = "") -> str:
+    """A WHOIS record in the ICANN registration data format (field names from ICANN's RDDS
+    specification), each optional field present or not at random."""
     domain = _domain(rng)
+    registrar_host = rng.choice(["namecheap.com", "godaddy.com", "gandi.net", "spaceship.com", "nicenic.net"])
     year = rng.randint(2008, 2025)
+    stamp = rng.choice(["Z", ".0Z", f".{rng.randint(100, 999)}Z"])
     fields = [
         f"Domain Name: {domain.upper() if rng.random() < 0.5 else domain}",
-        f"Registry Domain ID: D{rng.randint(10**6, 10**9)}-{rng.choice(['CNIC', 'GMO', 'IN', 'COM'])}",
-        f"Registrar WHOIS Server: whois.{rng.choice(['namecheap.com', 'godaddy.com', 'gandi.net'])}",
-        f"Updated Date: {year + 1}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}T0{rng.randint(0, 9)}:12:07Z",
-        f"Creation Date: {year}-0{rng.randint(1, 9)}-2{rng.randint(0, 8)}T14:12:07Z",
+        f"Registry Domain ID: D{rng.randint(10**6, 10**9)}-{rng.choice(['CNIC', 'GMO', 'IN', 'COM', 'DONUTS'])}",
+        f"Registrar WHOIS Server: whois.{registrar_host}",
+        f"Registrar URL: {rng.choice(['http://', 'https://', 'www.', 'https://www.'])}{registrar_host}",
+        f"Updated Date: {year + 1}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}T0{rng.randint(0, 9)}:12:07{stamp}",
+        f"Creation Date: {year}-0{rng.randint(1, 9)}-2{rng.randint(0, 8)}T14:12:07{stamp}",
+        f"Registry Expiry Date: {year + 2}-0{rng.randint(1, 9)}-2{rng.randint(0, 8)}T23:59:59{stamp}",
         f"Registrar: {rng.choice(REGISTRARS)}",
-        f"Registrar Abuse Contact Email: abuse@{rng.choice(['namecheap.com', 'godaddy.com', 'gandi.net'])}",
+        f"Registrar IANA ID: {rng.randint(1, 4000)}",
+        f"Registrar Abuse Contact Email: abuse@{registrar_host}",
+        f"Registrar Abuse Contact Phone: +1.{rng.randint(10**9, 10**10 - 1)}",
         "Domain Status: clientTransferProhibited https://icann.org/epp#clientTransferProhibited",
         f"Registrant Organization: {rng.choice(['Privacy service provided by Withheld for Privacy ehf', 'REDACTED FOR PRIVACY', 'Domain Proxy Service', 'N/A'])}",
-        f"Registrant Country: {rng.choice(['US', 'CN', 'IS', 'GB', 'IN', 'DE'])}",
+        f"Registrant State/Province: {rng.choice(['Capital Region', 'CA', 'Guangdong', 'Bavaria', 'REDACTED FOR PRIVACY'])}",
+        f"Registrant Country: {rng.choice(['US', 'CN', 'IS', 'GB', 'IN', 'DE', 'ES'])}",
+        f"Registrant Email: {rng.choice(['Please query the RDDS service of the Registrar of Record identified in this output for information on how to contact the Registrant', 'REDACTED FOR PRIVACY'])}",
         f"Name Server: ns{rng.randint(1, 4)}.{rng.choice(['dns.com', 'cloudflare.com', 'registrar-servers.com'])}",
         "DNSSEC: unsigned",
+        "URL of the ICANN Whois Inaccuracy Complaint Form: https://www.icann.org/wicf/",
+        f">>> Last update of WHOIS database: {year + 2}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}T10:00:00Z <<<",
     ]
+    if rng.random() < 0.6:
+        redacted = rng.choice(["REDACTED FOR PRIVACY", "Data Protected", "Withheld for Privacy Purposes"])
+        for contact in ("Registrant", "Admin", "Tech"):
+            fields += [
+                f"Registry {contact} ID: {redacted}",
+                f"{contact} Name: {redacted}",
+                f"{contact} Organization: {rng.choice([redacted, 'Domains By Proxy, LLC', 'Google LLC'])}",
+                f"{contact} Street: {redacted}",
+                f"{contact} City: {redacted}",
+                f"{contact} Postal Code: {redacted}",
+                f"{contact} Phone: {redacted}",
+                f"{contact} Phone Ext: {redacted}",
+                f"{contact} Fax: {redacted}",
+                f"{contact} Fax Ext: {redacted}",
+                f"{contact} Email: {redacted}",
+            ]
+    fields = [f for i, f in enumerate(fields) if i < 3 or rng.random() < 0.8]
     if note:
         fields.insert(rng.randint(2, len(fields)), note)
     return "\n".join(fields)
