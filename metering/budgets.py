@@ -231,12 +231,17 @@ def _reserve_once(principal: Principal, request_id: str, rules: list[BudgetRule]
     return Admission(remaining_usd=remaining, reserved=True)
 
 
+def hot_cursor():
+    """A server-binding cursor where the backend has one (`spendplane.postgresql`), else Django's."""
+    return getattr(connection, "bound_cursor", connection.cursor)()
+
+
 def _reserve_in_one_call(principal, request_id, rules, amount, at, expires) -> Admission:
     """The same admission in one round trip: the `spendplane_reserve` function (migration 0008)
     locks, sums in a fresh snapshot, checks every hard budget and inserts the reservations."""
     counter_ids = [_counter_id(principal.tenant_id, rule, principal.tenant_timezone, at) for rule in rules]
     limits = [rule.limit_usd if rule.hard else None for rule in rules]
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(
             "SELECT ok, failed_rule, figure FROM spendplane_reserve(%s, %s::bigint[], %s::numeric[], %s, %s, %s)",
             [request_id, counter_ids, limits, amount, at, expires],

@@ -214,14 +214,27 @@ class RedisCounters:
             logger.warning("could not release limits of %s: %s", request_id, exc)
 
     def release_many(self, releases: list[tuple[list[str], list[str], str, int]]) -> None:
-        """`release` for many requests in one pipeline (redis-py checks the script is loaded first)."""
+        """`release` for many requests in one pipeline of EVALSHA. (redis-py's own script pipelining
+        asks SCRIPT EXISTS first, a second round trip per batch.) A release whose script Redis does
+        not have (flushed, or a new server) is sent again once the script is loaded: a NOSCRIPT
+        reply means that command did nothing."""
+        from redis.exceptions import NoScriptError
+
+        commands = [
+            (token_keys + concurrency_keys, [len(token_keys), request_id, correction])
+            for token_keys, concurrency_keys, request_id, correction in releases
+        ]
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for token_keys, concurrency_keys, request_id, correction in releases:
-                self.release_script(
-                    keys=token_keys + concurrency_keys, args=[len(token_keys), request_id, correction], client=pipe
-                )
-            pipe.execute()
+            for _attempt in range(2):
+                pipe = self.client.pipeline(transaction=False)
+                for keys, args in commands:
+                    pipe.evalsha(self.release_script.sha, len(keys), *keys, *args)
+                results = pipe.execute(raise_on_error=False)
+                commands = [c for c, r in zip(commands, results, strict=True) if isinstance(r, NoScriptError)]
+                if not commands:
+                    return
+                self.client.script_load(_RELEASE_SCRIPT)
+            logger.warning("could not release limits of %d requests: script not loaded", len(commands))
         except self.errors as exc:
             logger.warning("could not release limits of %d requests: %s", len(releases), exc)
 

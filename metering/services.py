@@ -13,7 +13,7 @@ from decimal import Decimal
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from .budgets import SPEND_SHARDS, budget_settle, note_settled
+from .budgets import SPEND_SHARDS, budget_settle, hot_cursor, note_settled
 from .models import BudgetReservation, BudgetSpend, UsageEvent
 from .pricing import Rates, Usage
 
@@ -174,7 +174,7 @@ def _record_on_postgresql(entries: Sequence[LedgerEntry], *, shard: int) -> int:
         values = {**_row(entry), "recorded_at": recorded_at}
         rows.append({column: values[attname] for attname, column in columns})
     payload = json.dumps(rows, default=_json_value)
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(_record_sql(), [payload, shard % SPEND_SHARDS])
         inserted, _settled = cursor.fetchone()
     note_settled(inserted)

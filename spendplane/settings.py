@@ -129,6 +129,12 @@ elif env.int("DB_POOL_MAX_SIZE", default=20):
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+if DATABASES["default"]["ENGINE"] in ("spendplane.postgresql", "django.db.backends.postgresql"):
+    # The hot statements (budget reservation, ledger batch) run on server-binding cursors, which
+    # psycopg prepares after this many runs on a connection; PostgreSQL then skips parsing and
+    # planning them. Django's ORM cursors bind client-side and are never prepared. Set it empty
+    # behind a transaction-pooling PgBouncer older than 1.21.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = env.int("DB_PREPARE_THRESHOLD", default=5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="")

@@ -1,0 +1,53 @@
+"""The Redis limit store's pipelined release, against a real Redis."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from django.conf import settings
+
+from metering import limits
+
+pytestmark = pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL")
+
+
+@pytest.fixture
+def store():
+    store = limits.RedisCounters(settings.REDIS_URL)
+    yield store
+    store.client.close()
+
+
+def held(store, tag: str) -> tuple[str, str]:
+    tokens_key, slots_key = f"sp:test:{tag}:tpm", f"sp:test:{tag}:inflight"
+    store.client.set(tokens_key, 100, ex=60)
+    later = int(time.time() * 1000) + 60_000
+    store.client.zadd(slots_key, {"r1": later, "r2": later, "r3": later})
+    return tokens_key, slots_key
+
+
+@pytest.mark.parametrize("flushed", [False, True], ids=["script-loaded", "script-flushed"])
+def test_a_pipelined_release_frees_slots_and_corrects_tokens_once(store, flushed):
+    tokens_key, slots_key = held(store, uuid.uuid4().hex)
+    store.release_many([([], [slots_key], "warm-up", 0)])  # the script is loaded now
+    if flushed:
+        store.client.script_flush()
+    store.release_many([([tokens_key], [slots_key], "r1", -30), ([tokens_key], [slots_key], "r2", 5)])
+    assert int(store.client.get(tokens_key)) == 75
+    assert store.client.zrange(slots_key, 0, -1) == [b"r3"]
+
+
+def test_a_pipelined_release_asks_redis_nothing_but_the_releases(store):
+    tokens_key, slots_key = held(store, uuid.uuid4().hex)
+    store.release_many([([], [slots_key], "warm-up", 0)])
+    before = _calls(store, "script|exists")
+    store.release_many([([tokens_key], [slots_key], "r1", -30)])
+    assert _calls(store, "script|exists") == before
+    assert store.client.zrange(slots_key, 0, -1) == [b"r2", b"r3"]
+
+
+def _calls(store, command: str) -> int:
+    stats = store.client.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
