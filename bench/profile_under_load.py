@@ -40,6 +40,8 @@ def summarise(paths: list[Path], top: int) -> str:
     for path in paths:
         for line in path.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
+            if not count.isdigit():  # a line py-spy cut short when the process went away
+                continue
             names = [_name(frame) for frame in stack.split(";")[1:]]
             count = int(count)
             total += count

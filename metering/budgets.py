@@ -236,6 +236,12 @@ def hot_cursor():
     return getattr(connection, "bound_cursor", connection.cursor)()
 
 
+def _array_literal(values) -> str:
+    """A PostgreSQL array of integers or decimals (None is NULL), as text. psycopg's list dumper
+    inspects every element in Python; a string goes as it is and the statement casts it."""
+    return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
+
+
 def _reserve_in_one_call(principal, request_id, rules, amount, at, expires) -> Admission:
     """The same admission in one round trip: the `spendplane_reserve` function (migration 0008)
     locks, sums in a fresh snapshot, checks every hard budget and inserts the reservations."""
@@ -244,7 +250,7 @@ def _reserve_in_one_call(principal, request_id, rules, amount, at, expires) -> A
     with hot_cursor() as cursor:
         cursor.execute(
             "SELECT ok, failed_rule, figure FROM spendplane_reserve(%s, %s::bigint[], %s::numeric[], %s, %s, %s)",
-            [request_id, counter_ids, limits, amount, at, expires],
+            [request_id, _array_literal(counter_ids), _array_literal(limits), amount, at, expires],
         )
         ok, failed_rule, figure = cursor.fetchone()
     if ok:

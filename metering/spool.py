@@ -79,22 +79,32 @@ def spool_write(entry: LedgerEntry) -> Path:
     return final
 
 
-def outbox_write(entry: LedgerEntry) -> Path:
+_OUTBOX_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+
+
+def outbox_write(entry: LedgerEntry) -> str:
     """Keep the entry on local disk until its row commits. No fsync: this guards against the
-    process dying (the page cache survives it), not the machine; the spool fsyncs."""
-    directory = spool_dir()
-    path = directory / f"{entry.request_id}.pending"
-    data = json.dumps(_encode(entry))
+    process dying (the page cache survives it), not the machine; the spool fsyncs. Plain `os`
+    calls: pathlib's text-file layers cost more than the write itself."""
+    path = os.path.join(settings.SPENDPLANE_LEDGER_SPOOL_DIR, f"{entry.request_id}.pending")
+    data = json.dumps(_encode(entry)).encode()
     try:
-        path.write_text(data, encoding="utf-8")
+        descriptor = os.open(path, _OUTBOX_FLAGS, 0o600)
     except FileNotFoundError:
-        directory.mkdir(parents=True, exist_ok=True)
-        path.write_text(data, encoding="utf-8")
+        spool_dir().mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, _OUTBOX_FLAGS, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view) :]
+    finally:
+        os.close(descriptor)
     return path
 
 
-def outbox_done(path: Path) -> None:
-    path.unlink(missing_ok=True)
+def outbox_done(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def spooled_count() -> int:

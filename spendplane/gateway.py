@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import urllib3
 from django.conf import settings
@@ -80,7 +79,7 @@ class ProxyCall:
     # Write the ledger row after the response has gone out (kept in the outbox until it commits).
     defer_write: bool = False
     entry: LedgerEntry | None = None
-    outbox: Path | None = None
+    outbox: str | None = None
 
     @property
     def anthropic(self) -> bool:

@@ -36,13 +36,26 @@ def session_for(upstream: Upstream) -> requests.Session:
     return session
 
 
+_routes: dict[str, tuple[urllib3.HTTPConnectionPool, str]] = {}
+
+
+def _pool_and_path(upstream: Upstream, url: str) -> tuple[urllib3.HTTPConnectionPool, str]:
+    """The connection pool and request path for a URL, parsed once. A pool the pool manager has
+    since closed (evicted for another host) is looked up again."""
+    found = _routes.get(url)
+    if found is None or found[0].pool is None:
+        pool = session_for(upstream).get_adapter(url).poolmanager.connection_from_url(url)
+        found = _routes[url] = (pool, urllib3.util.parse_url(url).request_uri)
+    return found
+
+
 def post(upstream: Upstream, url: str, *, body: bytes, headers: dict, stream: bool) -> urllib3.BaseHTTPResponse:
     """POST on the upstream's pooled connections. Raises urllib3's errors (NewConnectionError,
     ConnectTimeoutError, ReadTimeoutError, ProtocolError…); never retries or follows redirects."""
-    pool = session_for(upstream).get_adapter(url).poolmanager.connection_from_url(url)
+    pool, path = _pool_and_path(upstream, url)
     return pool.urlopen(
         "POST",
-        urllib3.util.parse_url(url).request_uri,
+        path,
         body=body,
         headers=headers,
         timeout=urllib3.Timeout(connect=upstream.connect_timeout, read=upstream.read_timeout),

@@ -5,6 +5,7 @@ once each, budgets settle exactly, and a batch the database refuses is spooled, 
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -253,3 +254,24 @@ def test_a_lingering_writer_gathers_a_burst_into_one_batch_and_a_flush_cuts_the_
     assert writer.flush(timeout=5)
     assert time.monotonic() - asked < 0.4, "a flush does not wait out the linger"
     assert batches == [[1, 2, 3]]
+
+
+def test_a_burst_during_the_linger_wakes_the_writer_once():
+    """Submits during the linger only append: the writer blocks on its queue once per batch, not
+    once per item (each such wake-up cost a futex call and a GIL hand-over)."""
+    blocking_gets = []
+
+    class CountingQueue(queue.SimpleQueue):
+        def get(self, block=True, timeout=None):
+            blocking_gets.append(timeout)
+            return super().get(block, timeout)
+
+    batches = []
+    writer = ledger_writer.BatchWriter(lambda items: batches.append(list(items)), name="t", linger_seconds=0.3)
+    writer._queue = CountingQueue()
+    for item in range(50):
+        writer.submit(item)
+    time.sleep(0.5)
+    assert batches == [list(range(50))]
+    assert len(blocking_gets) <= 2  # the first item's, and the wait for the next batch
+    assert writer.flush(timeout=5)
