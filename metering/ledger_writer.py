@@ -14,7 +14,6 @@ import itertools
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
