@@ -71,8 +71,23 @@ class Admission:
     reserved: bool
 
 
+_recent_periods: dict[tuple[str, str], tuple[str, datetime, datetime]] = {}
+
+
 def period_bounds(period: str, at: datetime, tz_name: str) -> tuple[str, datetime, datetime]:
-    """(key, start, end) of the day or month containing `at` in the tenant's time zone, in UTC."""
+    """(key, start, end) of the day or month containing `at` in the tenant's time zone, in UTC.
+    The last answer per period and zone is kept: every request asks for the current one."""
+    recent = _recent_periods.get((period, tz_name))
+    if recent is not None and recent[1] <= at < recent[2]:
+        return recent
+    bounds = _period_bounds(period, at, tz_name)
+    if len(_recent_periods) > 4096:
+        _recent_periods.clear()
+    _recent_periods[(period, tz_name)] = bounds
+    return bounds
+
+
+def _period_bounds(period: str, at: datetime, tz_name: str) -> tuple[str, datetime, datetime]:
     tz = zoneinfo.ZoneInfo(tz_name or "UTC")
     local = at.astimezone(tz)
     if period == Budget.Period.DAY:

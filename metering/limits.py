@@ -202,8 +202,16 @@ class RedisCounters:
         self.release_script = self.client.register_script(_RELEASE_SCRIPT)
 
     def admit(self, keys: list[str], args: list) -> list:
+        """EVALSHA as a plain command (redis-py's Script wrapper and its deprecation shims cost
+        more than the call); a NOSCRIPT reply loads the script and asks again."""
+        from redis.exceptions import NoScriptError
+
         try:
-            return self.admit_script(keys=keys, args=args)
+            try:
+                return self.client.execute_command("EVALSHA", self.admit_script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                self.client.script_load(_ADMIT_SCRIPT)
+                return self.client.execute_command("EVALSHA", self.admit_script.sha, len(keys), *keys, *args)
         except self.errors as exc:
             raise LimitsUnavailable(str(exc)) from exc
 

@@ -7,7 +7,7 @@ the ledger can record it as unpriced rather than as free.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
@@ -86,7 +86,15 @@ def _package_model_price(model: str, provider_id: str | None, day: str):
 
 
 def _package_rates(model: str, provider_id: str | None, at: datetime, input_tokens: int) -> Rates | None:
-    price = _package_model_price(model, provider_id, at.strftime("%Y-%m-%dT%H:00:00+00:00"))
+    return _package_rates_in_hour(model, provider_id, int(at.timestamp() // 3600), input_tokens)
+
+
+@lru_cache(maxsize=4096)
+def _package_rates_in_hour(model: str, provider_id: str | None, hour: int, input_tokens: int) -> Rates | None:
+    """Package prices change on the hour at most (the package's granularity here): one lookup per
+    model, provider, hour and input size, not one per request."""
+    day = datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y-%m-%dT%H:00:00+00:00")
+    price = _package_model_price(model, provider_id, day)
     if price is None:
         return None
     input_rate = _flat(getattr(price, "input_mtok", None), input_tokens)

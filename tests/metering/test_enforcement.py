@@ -247,6 +247,17 @@ def test_daily_periods_follow_the_tenant_time_zone():
     assert (start, end) == (datetime(2026, 2, 28, 23, 0, tzinfo=UTC), datetime(2026, 3, 31, 22, 0, tzinfo=UTC))
 
 
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_the_remembered_period_is_never_answered_outside_its_bounds(zone):
+    """period_bounds keeps its last answer per period and zone; crossing a boundary either way,
+    and asking again in the same period, must give what a fresh computation gives."""
+    start = datetime(2026, 11, 30, 17, 0, tzinfo=UTC)
+    moments = [start + timedelta(minutes=37 * i) for i in range(60)]
+    for at in moments + moments[::-1] + moments[::7]:
+        for period in ("day", "month"):
+            assert budgets.period_bounds(period, at, zone) == budgets._period_bounds(period, at, zone)
+
+
 def test_a_budget_created_mid_period_counts_the_spend_already_in_the_ledger(openai_client, alice):
     cost = one_request_cost(openai_client)
     chat(openai_client)

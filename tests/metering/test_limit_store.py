@@ -51,3 +51,19 @@ def test_a_pipelined_release_asks_redis_nothing_but_the_releases(store):
 def _calls(store, command: str) -> int:
     stats = store.client.info("commandstats")
     return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_admission_reloads_a_flushed_script_and_counts_once(store):
+    tag = uuid.uuid4().hex
+    keys = ["", f"sp:test:{tag}:rpm", f"sp:test:{tag}:tpm", f"sp:test:{tag}:inflight"]
+
+    def admit(request_id: str) -> list:
+        now = int(time.time() * 1000)
+        return store.admit(keys, [now, request_id, 40, 60_000, 0, 0, 10, 1000, 5])
+
+    assert admit("r1")[0] == 1
+    store.client.script_flush()
+    assert admit("r2")[0] == 1
+    assert int(store.client.get(keys[1])) == 2  # requests
+    assert int(store.client.get(keys[2])) == 80  # tokens
+    assert store.client.zcard(keys[3]) == 2  # in flight
