@@ -134,7 +134,10 @@ if DATABASES["default"]["ENGINE"] in ("spendplane.postgresql", "django.db.backen
     # psycopg prepares after this many runs on a connection; PostgreSQL then skips parsing and
     # planning them. Django's ORM cursors bind client-side and are never prepared. Set it empty
     # behind a transaction-pooling PgBouncer older than 1.21.
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = env.int("DB_PREPARE_THRESHOLD", default=5)
+    _prepare_threshold = env.str("DB_PREPARE_THRESHOLD", default="5").strip()
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        int(_prepare_threshold) if _prepare_threshold else None
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="")
