@@ -187,6 +187,7 @@ class RedisCounters:
         import redis
 
         self.errors = (redis.RedisError, OSError)
+        self.no_script = redis.exceptions.NoScriptError
         # Threads share a few connections and wait for one (a script takes well under a
         # millisecond), instead of failing past redis-py's 100 once hundreds of streams are open.
         # A refused Redis fails within a second; a busy one is waited for, not reported as down.
@@ -204,30 +205,20 @@ class RedisCounters:
     def admit(self, keys: list[str], args: list) -> list:
         """EVALSHA as a plain command (redis-py's Script wrapper and its deprecation shims cost
         more than the call); a NOSCRIPT reply loads the script and asks again."""
-        from redis.exceptions import NoScriptError
-
         try:
             try:
                 return self.client.execute_command("EVALSHA", self.admit_script.sha, len(keys), *keys, *args)
-            except NoScriptError:
+            except self.no_script:
                 self.client.script_load(_ADMIT_SCRIPT)
                 return self.client.execute_command("EVALSHA", self.admit_script.sha, len(keys), *keys, *args)
         except self.errors as exc:
             raise LimitsUnavailable(str(exc)) from exc
 
-    def release(self, token_keys: list[str], concurrency_keys: list[str], request_id: str, correction: int) -> None:
-        try:
-            self.release_script(keys=token_keys + concurrency_keys, args=[len(token_keys), request_id, correction])
-        except self.errors as exc:
-            logger.warning("could not release limits of %s: %s", request_id, exc)
-
     def release_many(self, releases: list[tuple[list[str], list[str], str, int]]) -> None:
-        """`release` for many requests in one pipeline of EVALSHA. (redis-py's own script pipelining
-        asks SCRIPT EXISTS first, a second round trip per batch.) A release whose script Redis does
-        not have (flushed, or a new server) is sent again once the script is loaded: a NOSCRIPT
-        reply means that command did nothing."""
-        from redis.exceptions import NoScriptError
-
+        """Free slots and correct token windows for one request or many, in one pipeline of EVALSHA.
+        (redis-py's own script pipelining asks SCRIPT EXISTS first, a second round trip per batch.)
+        A release whose script Redis does not have (flushed, or a new server) is sent again once
+        the script is loaded: a NOSCRIPT reply means that command did nothing."""
         commands = [
             (token_keys + concurrency_keys, [len(token_keys), request_id, correction])
             for token_keys, concurrency_keys, request_id, correction in releases
@@ -238,7 +229,7 @@ class RedisCounters:
                 for keys, args in commands:
                     pipe.evalsha(self.release_script.sha, len(keys), *keys, *args)
                 results = pipe.execute(raise_on_error=False)
-                commands = [c for c, r in zip(commands, results, strict=True) if isinstance(r, NoScriptError)]
+                commands = [c for c, r in zip(commands, results, strict=True) if isinstance(r, self.no_script)]
                 if not commands:
                     return
                 self.client.script_load(_RELEASE_SCRIPT)
@@ -304,19 +295,16 @@ class LocalCounters:
                     self.slots.setdefault(slot_key, {})[request_id] = now_ms + ttl_ms
         return [1, 0, b"", requests_left, tokens_left]
 
-    def release(self, token_keys: list[str], concurrency_keys: list[str], request_id: str, correction: int) -> None:
+    def release_many(self, releases: list[tuple[list[str], list[str], str, int]]) -> None:
         now = time.time()
         with self.lock:
-            for key in token_keys:
-                count, expires = self.counts.get(key, (0, 0.0))
-                if expires > now:
-                    self.counts[key] = (count + correction, expires)
-            for key in concurrency_keys:
-                self.slots.get(key, {}).pop(request_id, None)
-
-    def release_many(self, releases: list[tuple[list[str], list[str], str, int]]) -> None:
-        for release in releases:
-            self.release(*release)
+            for token_keys, concurrency_keys, request_id, correction in releases:
+                for key in token_keys:
+                    count, expires = self.counts.get(key, (0, 0.0))
+                    if expires > now:
+                        self.counts[key] = (count + correction, expires)
+                for key in concurrency_keys:
+                    self.slots.get(key, {}).pop(request_id, None)
 
 
 _counters = None
@@ -395,7 +383,7 @@ def limits_admit(
 
 
 def _release_args(grant: Grant | None, actual_tokens: int) -> tuple | None:
-    """What `release` needs for one request, or None when it holds nothing to release."""
+    """One request's entry for a store's `release_many`, or None when it holds nothing to release."""
     if grant is None or not (grant.token_keys or grant.concurrency_keys):
         return None
     return grant.token_keys, grant.concurrency_keys, grant.request_id, actual_tokens - grant.token_estimate
@@ -403,14 +391,12 @@ def _release_args(grant: Grant | None, actual_tokens: int) -> tuple | None:
 
 def limits_release(grant: Grant | None, *, actual_tokens: int) -> None:
     """Free the in-flight slots and correct the token window from the estimate to the actual count."""
-    args = _release_args(grant, actual_tokens)
-    if args is not None:
-        counters().release(*args)
+    limits_release_many([(grant, actual_tokens)])
 
 
 def limits_release_many(releases: Sequence[tuple[Grant | None, int]]) -> None:
-    """`limits_release` for many requests (grant, actual tokens), pipelined: on Redis, one
-    SCRIPT EXISTS and one round trip for the whole batch."""
+    """`limits_release` for many requests (grant, actual tokens): on Redis, one round trip for the
+    whole batch."""
     work = [args for grant, actual in releases if (args := _release_args(grant, actual)) is not None]
     if work:
         counters().release_many(work)

@@ -70,8 +70,7 @@ def _flat(price, input_tokens: int) -> Decimal | None:
     return Decimal(price)
 
 
-@lru_cache(maxsize=2048)
-def _package_model_price(model: str, provider_id: str | None, day: str):
+def _package_model_price(model: str, provider_id: str | None, at: datetime):
     snapshot = data_snapshot.get_snapshot()
     try:
         _, model_info = snapshot.find_provider_model(model, None, provider_id, None)
@@ -82,7 +81,7 @@ def _package_model_price(model: str, provider_id: str | None, day: str):
             _, model_info = snapshot.find_provider_model(model, None, None, None)
         except LookupError:
             return None
-    return model_info.get_prices(datetime.fromisoformat(day))
+    return model_info.get_prices(at)
 
 
 def _package_rates(model: str, provider_id: str | None, at: datetime, input_tokens: int) -> Rates | None:
@@ -93,8 +92,7 @@ def _package_rates(model: str, provider_id: str | None, at: datetime, input_toke
 def _package_rates_in_hour(model: str, provider_id: str | None, hour: int, input_tokens: int) -> Rates | None:
     """Package prices change on the hour at most (the package's granularity here): one lookup per
     model, provider, hour and input size, not one per request."""
-    day = datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y-%m-%dT%H:00:00+00:00")
-    price = _package_model_price(model, provider_id, day)
+    price = _package_model_price(model, provider_id, datetime.fromtimestamp(hour * 3600, UTC))
     if price is None:
         return None
     input_rate = _flat(getattr(price, "input_mtok", None), input_tokens)

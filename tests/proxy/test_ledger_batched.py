@@ -271,7 +271,32 @@ def test_a_burst_during_the_linger_wakes_the_writer_once():
     writer._queue = CountingQueue()
     for item in range(50):
         writer.submit(item)
-    time.sleep(0.5)
+    deadline = time.monotonic() + 5
+    while not batches and time.monotonic() < deadline:  # not flush(): a flush cuts the linger short
+        time.sleep(0.02)
     assert batches == [list(range(50))]
     assert len(blocking_gets) <= 2  # the first item's, and the wait for the next batch
     assert writer.flush(timeout=5)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements are PostgreSQL's")
+def test_the_reservation_and_the_ledger_batch_are_prepared_on_their_connection(alice):
+    """The hot statements run on server-binding cursors that psycopg prepares after
+    DB_PREPARE_THRESHOLD (5) runs: PostgreSQL then stops parsing and planning them."""
+    from django.utils import timezone
+
+    from metering import budgets
+    from tenants.principal import Principal
+
+    principal = Principal.from_key(alice.key)
+    rules = budgets.rules_for(principal, end_user="", feature="", at=timezone.now())
+    assert rules, "the plan's month budget is in scope"
+    for i in range(6):
+        budgets.budget_reserve(principal=principal, request_id=f"req_prepared_{i}", rules=rules, amount=Decimal("0.01"))
+        usage_record_many([_entry(alice, f"req_prepared_{i}", 1)])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("spendplane_reserve" in statement for statement in prepared)
+    assert any("json_populate_recordset" in statement for statement in prepared)
+    assert not BudgetReservation.objects.exists()  # each row released its reservation
