@@ -153,3 +153,11 @@ def anthropic_client(live_server, alice):
     import anthropic
 
     return anthropic.Anthropic(base_url=live_server.url, api_key=alice.raw_key, max_retries=0, timeout=20)
+
+
+def room_in_this_minute(seconds: float) -> None:
+    """Per-minute windows are calendar minutes: a test that counts within one waits, if need be,
+    until the current minute has `seconds` left, so its requests cannot straddle two windows."""
+    left = 60 - time.time() % 60
+    if left < seconds:
+        time.sleep(left + 0.05)

@@ -17,6 +17,7 @@ from metering import pricing, tokens
 from metering.models import BudgetCounter, BudgetReservation, UsageEvent
 from metering.pricing import Usage, usd_str
 from tenants.models import RateLimit
+from tests.conftest import room_in_this_minute
 from tests.e2e.conftest import needs_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -90,6 +91,7 @@ def test_200_concurrent_requests_never_overspend_a_budget_across_two_processes(t
 def test_a_per_minute_limit_holds_across_processes(two_gateways, alice):
     no_loop_throttle(alice.tenant)
     RateLimit.objects.create(tenant=alice.tenant, scope="key", subject=str(alice.key.pk), rpm_limit=30)
+    room_in_this_minute(20)
     statuses = fire([g.url for g in two_gateways], alice.raw_key, body("hello"), 60)
     assert statuses.count(200) == 30
     assert statuses.count(429) == 30

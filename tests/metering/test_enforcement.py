@@ -16,7 +16,7 @@ from django.utils import timezone
 from metering import budgets, limits
 from metering.models import BudgetCounter, BudgetReservation, UsageEvent
 from tenants.models import Budget, RateLimit
-from tests.conftest import ledger_row
+from tests.conftest import ledger_row, room_in_this_minute
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -154,6 +154,7 @@ def test_the_reservation_is_held_while_the_request_is_in_flight(live_server, ali
 
 
 def test_requests_per_minute_are_limited_with_retry_after(openai_client, alice):
+    room_in_this_minute(10)
     RateLimit.objects.create(tenant=alice.tenant, scope="end_user", subject="*", rpm_limit=2)
     first = chat(openai_client, user="u1")
     assert first.headers["x-ratelimit-limit-requests"] == "2"
@@ -169,6 +170,7 @@ def test_requests_per_minute_are_limited_with_retry_after(openai_client, alice):
 def test_a_refused_request_does_not_use_up_the_requests_window(openai_client, alice):
     """Every limit is checked before any is counted, so a request refused for tokens leaves the
     requests-per-minute window as it was."""
+    room_in_this_minute(10)
     RateLimit.objects.create(tenant=alice.tenant, scope="end_user", subject="*", rpm_limit=2, tpm_limit=300)
     for _ in range(3):
         with pytest.raises(openai.RateLimitError):
@@ -181,6 +183,7 @@ def test_a_refused_request_does_not_use_up_the_requests_window(openai_client, al
 
 
 def test_tokens_per_minute_are_limited(openai_client, alice):
+    room_in_this_minute(10)
     alice.tenant.tpm_limit = 60
     alice.tenant.save()
     first = chat(openai_client, max_tokens=20)  # ~28 tokens counted
