@@ -1,0 +1,40 @@
+"""Warm-up: what the hot path loads lazily is built before a server process's first request."""
+
+import logging
+
+from guard import classifier, matcher
+from metering import tokens
+from spendplane import warmup
+
+
+def test_warm_up_builds_the_guard_and_the_tokenizers(monkeypatch):
+    matcher.matcher.cache_clear()
+    classifier.shipped_model.cache_clear()
+    tokens._encoding.cache_clear()
+    took = warmup.warm_up()
+    assert set(took) == {"routes", "guard", "tokenizers", "prices"}
+    assert matcher.matcher.cache_info().currsize == 1
+    assert classifier.shipped_model.cache_info().currsize == 1
+    assert tokens._encoding.cache_info().currsize == 2  # o200k_base and cl100k_base
+
+
+def test_a_failing_step_is_logged_and_the_rest_still_run(monkeypatch, caplog):
+    ran = []
+
+    def broken():
+        raise RuntimeError("price data missing")
+
+    monkeypatch.setattr(warmup, "STEPS", {"broken": broken, "after": lambda: ran.append("after")})
+    with caplog.at_level(logging.ERROR, logger="spendplane.warmup"):
+        took = warmup.warm_up()
+    assert ran == ["after"]
+    assert set(took) == {"broken", "after"}
+    assert "warm-up step broken failed" in caplog.text
+
+
+def test_the_production_server_config_warms_up_each_worker():
+    import runpy
+
+    config = runpy.run_path("spendplane/gunicorn.conf.py")
+    assert "post_worker_init" in config
+    assert config["worker_class"] == "spendplane.gevent_worker.GeventWorker"
