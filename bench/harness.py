@@ -54,13 +54,17 @@ class Stack:
     def describe(self) -> str:
         db = self.env["DATABASE_URL"].split(":")[0]
         cache = "redis" if self.env.get("REDIS_URL") else "in-process"
-        return (
-            f"{self.env['WEB_CONCURRENCY']} {self.server} workers x {self.env['SPENDPLANE_THREADS']} threads, "
-            f"database {db}, cache {cache}"
-        )
+        worker_class = self.env.get("SPENDPLANE_WORKER_CLASS", "gevent")  # production's default
+        if self.server == "gunicorn" and worker_class == "gevent":
+            shape = f"{self.env['WEB_CONCURRENCY']} gunicorn gevent workers"
+        else:
+            shape = f"{self.env['WEB_CONCURRENCY']} {self.server} workers x {self.env['SPENDPLANE_THREADS']} threads"
+        return f"{shape}, database {db}, cache {cache}"
 
 
-def prepare(*, workers: int, threads: int, server: str = "gunicorn", **extra_env) -> Stack:
+def prepare(
+    *, workers: int, threads: int, server: str = "gunicorn", worker_class: str | None = None, **extra_env
+) -> Stack:
     """Environment, migrations and Django set up in this process (for seeding and reading the
     ledger); nothing started yet."""
     workdir = Path(tempfile.mkdtemp(prefix="spendplane-bench-"))
@@ -78,6 +82,8 @@ def prepare(*, workers: int, threads: int, server: str = "gunicorn", **extra_env
         LOG_LEVEL="WARNING",
         **extra_env,
     )
+    if worker_class:
+        env["SPENDPLANE_WORKER_CLASS"] = worker_class
     os.environ.update(env)
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     import django
@@ -116,14 +122,30 @@ def seed_tenant(name: str, **plan_fields) -> tuple:
     return tenant, key
 
 
+# Runs manage.py with gevent's monkey patching first, so the mock's thread per connection is a greenlet.
+_GREEN = "from gevent import monkey; monkey.patch_all(); import runpy; runpy.run_path('manage.py', run_name='__main__')"
+
+
 @contextlib.contextmanager
-def running(stack: Stack, *, latency_ms: float = 0, chunk_delay_ms: float = 0):
+def running(
+    stack: Stack,
+    *,
+    latency_ms: float = 0,
+    chunk_delay_ms: float = 0,
+    stamp_chunks: bool = False,
+    green_mock: bool = False,
+):
     """The mock upstream and the gateway, stopped (and the work directory removed) afterwards.
-    The gateway's log goes to spendplane-bench-gateway.log in the temporary directory."""
+    The gateway's log goes to spendplane-bench-gateway.log in the temporary directory.
+    `green_mock` runs the mock on greenlets: a thousand streams cost it far less CPU than a
+    thousand threads, leaving the two cores to what is measured."""
     mock_port = stack.mock_url.rsplit(":", 1)[1]
-    mock = [sys.executable, "manage.py", "mock_upstream", "--port", mock_port, "--latency-ms", str(latency_ms)]
+    mock = [sys.executable, *(["-c", _GREEN] if green_mock else ["manage.py"])]
+    mock += ["mock_upstream", "--port", mock_port, "--latency-ms", str(latency_ms)]
     if chunk_delay_ms:
         mock += ["--chunk-delay-ms", str(chunk_delay_ms)]
+    if stamp_chunks:
+        mock.append("--stamp-chunks")
     stack.procs = [
         subprocess.Popen(mock, cwd=ROOT, env=stack.env, stdout=subprocess.DEVNULL),
         subprocess.Popen(

@@ -18,14 +18,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import re
 import statistics
 import time
 from collections import Counter
 from urllib.parse import urlsplit
 
-from harness import children, prepare, rss_mb, running, seed_tenant
+from harness import children, cpu_by_group, cpu_seconds, prepare, rss_mb, running, seed_tenant
 
 _open = {"now": 0, "peak": 0}
+# The mock's send time in each chunk (--stamp-chunks): time.monotonic() is one clock for every
+# process on the machine.
+_STAMP = re.compile(rb'"mock_sent_at": ([0-9.]+)')
 
 
 async def one_stream(url: str, body: bytes, key: str | None, started_all: float, delay: float) -> dict:
@@ -47,6 +52,7 @@ async def one_stream(url: str, body: bytes, key: str | None, started_all: float,
         await writer.drain()
         status_line = await reader.readline()
         first_byte = None
+        relay_ms = None
         seen = b""
         while True:
             chunk = await reader.read(65536)
@@ -54,6 +60,9 @@ async def one_stream(url: str, body: bytes, key: str | None, started_all: float,
                 break
             if first_byte is None and b"data:" in chunk:
                 first_byte = time.perf_counter()
+                stamp = _STAMP.search(chunk)
+                if stamp:
+                    relay_ms = (time.monotonic() - float(stamp.group(1))) * 1000
             seen = (seen + chunk)[-256:]
         writer.close()
         status = status_line.split()[1].decode()
@@ -62,11 +71,19 @@ async def one_stream(url: str, body: bytes, key: str | None, started_all: float,
             "ok": ok,
             "error": "" if ok else f"status {status}" + ("" if b"[DONE]" in seen else ", no [DONE]"),
             "ttfb_ms": ((first_byte or time.perf_counter()) - started) * 1000,
+            "relay_ms": relay_ms,
             "total_ms": (time.perf_counter() - started) * 1000,
             "queued_ms": (started - started_all) * 1000,
         }
     except (OSError, IndexError, asyncio.IncompleteReadError) as exc:
-        return {"ok": False, "error": exc.__class__.__name__, "ttfb_ms": 0.0, "total_ms": 0.0, "queued_ms": 0.0}
+        return {
+            "ok": False,
+            "error": exc.__class__.__name__,
+            "ttfb_ms": 0.0,
+            "total_ms": 0.0,
+            "queued_ms": 0.0,
+            "relay_ms": None,
+        }
     finally:
         _open["now"] -= 1
 
@@ -83,16 +100,27 @@ async def fire(url: str, body: bytes, key: str | None, count: int, ramp: float, 
     return results, _open["peak"]
 
 
+def _cpu_now(stack) -> dict[str, float]:
+    return {**cpu_by_group(stack), "client": cpu_seconds(os.getpid()), "wall": time.monotonic()}
+
+
+def _cpu_since(stack, before: dict[str, float]) -> dict[str, float]:
+    return {name: value - before[name] for name, value in _cpu_now(stack).items()}
+
+
 def summary(results: list[dict]) -> dict:
     good = [r for r in results if r["ok"]]
     kinds = Counter(r["error"] for r in results if not r["ok"])
     ttfb = sorted(r["ttfb_ms"] for r in good) or [0.0]
+    relay = sorted(r["relay_ms"] for r in good if r["relay_ms"] is not None) or [0.0]
     total = sorted(r["total_ms"] for r in good) or [0.0]
     return {
         "errors": len(results) - len(good),
         "error_kinds": dict(kinds),
         "ttfb_p50": statistics.median(ttfb),
         "ttfb_p99": ttfb[max(int(len(ttfb) * 0.99) - 1, 0)],
+        "relay_p50": statistics.median(relay),
+        "relay_p99": relay[max(int(len(relay) * 0.99) - 1, 0)],
         "total_p50": statistics.median(total),
         "total_p99": total[max(int(len(total) * 0.99) - 1, 0)],
     }
@@ -105,10 +133,16 @@ def main() -> None:
     parser.add_argument("--chunk-delay-ms", type=float, default=50)
     parser.add_argument("--ramp-seconds", type=float, default=10, help="Spread the stream starts over this long.")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--worker-class", choices=["gevent", "gthread"], help="gunicorn worker class (default: production's)."
+    )
+    parser.add_argument(
+        "--green-mock", action="store_true", help="Run the mock on gevent greenlets instead of threads."
+    )
     args = parser.parse_args()
     threads = args.streams // args.workers + 50  # gthread holds one thread per open stream
 
-    stack = prepare(workers=args.workers, threads=threads)
+    stack = prepare(workers=args.workers, threads=threads, worker_class=args.worker_class)
     from metering.models import UsageEvent
 
     tenant, key = seed_tenant("streams", loop_max_repeats=0)
@@ -122,7 +156,7 @@ def main() -> None:
     ).encode()
 
     memory: dict[str, float] = {}
-    with running(stack, chunk_delay_ms=args.chunk_delay_ms):
+    with running(stack, chunk_delay_ms=args.chunk_delay_ms, stamp_chunks=True, green_mock=args.green_mock):
         master = stack.gunicorn.pid
 
         def measure(label: str) -> None:
@@ -130,10 +164,13 @@ def main() -> None:
 
         before_rows = UsageEvent.objects.filter(tenant=tenant).count()
         measure("idle")
+        cpu = {"direct": _cpu_now(stack)}
         direct_results, direct_peak = asyncio.run(
             fire(f"{stack.mock_url}/v1/chat/completions", body, None, args.streams, args.ramp_seconds)
         )
         direct = summary(direct_results)
+        cpu["direct"] = _cpu_since(stack, cpu["direct"])
+        cpu["gateway"] = _cpu_now(stack)
         proxied_results, peak = asyncio.run(
             fire(
                 f"{stack.proxy_url}/v1/chat/completions",
@@ -145,6 +182,7 @@ def main() -> None:
             )
         )
         proxied = summary(proxied_results)
+        cpu["gateway"] = _cpu_since(stack, cpu["gateway"])
         measure("after")
         deadline = time.monotonic() + 30
         while (rows := UsageEvent.objects.filter(tenant=tenant).count() - before_rows) < args.streams:
@@ -157,22 +195,36 @@ def main() -> None:
         f"{args.chunk_delay_ms:g} ms apart, {stack.describe()}; open together at the peak: "
         f"{peak} through the gateway, {direct_peak} direct"
     )
-    print("path | errors | first byte p50 | first byte p99 | whole stream p50 | whole stream p99")
-    print("--- | --- | --- | --- | --- | ---")
+    print(
+        "path | errors | first chunk, mock wrote → client read p50 | p99 | "
+        "first byte after request p50 | p99 | whole stream p50 | p99"
+    )
+    print("--- | --- | --- | --- | --- | --- | --- | ---")
     for name, figures in (("direct to mock", direct), ("through gateway", proxied)):
         print(
-            f"{name} | {figures['errors']} | {figures['ttfb_p50']:.1f} ms | {figures['ttfb_p99']:.1f} ms | "
+            f"{name} | {figures['errors']} | {figures['relay_p50']:.2f} ms | {figures['relay_p99']:.2f} ms | "
+            f"{figures['ttfb_p50']:.1f} ms | {figures['ttfb_p99']:.1f} ms | "
             f"{figures['total_p50']:.0f} ms | {figures['total_p99']:.0f} ms"
         )
     print(
-        f"first byte added by the gateway: {proxied['ttfb_p50'] - direct['ttfb_p50']:+.1f} ms at p50 "
-        "(admission included)"
+        f"first chunk's relay added by the gateway: {proxied['relay_p50'] - direct['relay_p50']:+.2f} ms at p50, "
+        f"{proxied['relay_p99'] - direct['relay_p99']:+.2f} ms at p99"
+    )
+    print(
+        f"first byte after the request, added by the gateway: {proxied['ttfb_p50'] - direct['ttfb_p50']:+.1f} ms "
+        "at p50 (admission included)"
     )
     print(
         f"gateway worker memory: idle {memory['idle']:.0f} MB, {args.streams} streams held {memory['held']:.0f} MB, "
         f"after {memory['after']:.0f} MB"
     )
     print(f"ledger rows {rows} for {args.streams} streams")
+    events = args.streams * (args.chunks + 3)
+    print("CPU seconds while the streams ran, by process group (µs per relayed event for the gateway's web):")
+    for name, used in cpu.items():
+        line = ", ".join(f"{group} {seconds:.1f}" for group, seconds in used.items())
+        print(f"  {name}: {line}, {used['wall']:.1f} s wall")
+    print(f"  gateway web per event: {cpu['gateway']['web'] / events * 1e6:.0f} µs ({events} events)")
     for name, figures in (("direct", direct), ("gateway", proxied)):
         if figures["errors"]:
             print(f"{name} errors: {figures['error_kinds']}")

@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -50,6 +51,13 @@ def run_wrk(url: str, body: dict, *, key: str | None, connections: int, duration
     total = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
+    if errors or socket_errors:
+        print(
+            "WRK:",
+            (errors.group(0) if errors else ""),
+            (socket_errors.group(0) if socket_errors else ""),
+            file=sys.stderr,
+        )
     return {
         "p50": p50,
         "p99": p99,

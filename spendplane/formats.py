@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from metering.pricing import Usage
 
@@ -52,14 +53,24 @@ def sse_data(event: bytes) -> bytes | None:
     return b"\n".join(lines) if lines else None
 
 
+# A `"usage"` key whose value is not null. Inside a JSON string the quotes would be escaped, so
+# a chunk this does not find carries no usage.
+_USAGE_VALUE = re.compile(rb'"usage"\s*+:\s*+(?!null)')
+
+
 class OpenAIStreamTracker:
     """Follows an OpenAI chat stream: collects the usage chunk and the text seen so far, and
-    drops the usage chunk for a client that did not ask for it."""
+    drops the usage chunk for a client that did not ask for it.
+
+    Once content has been seen, a chunk without a usage value is kept as raw bytes and parsed only
+    if the text is asked for (a stream that ends without usage): most chunks of a stream are
+    relayed without being decoded.
+    """
 
     def __init__(self, *, client_wants_usage: bool) -> None:
         self.client_wants_usage = client_wants_usage
         self.usage: Usage | None = None
-        self.text_parts: list[str] = []
+        self._pending: list = []  # parsed chunks and raw chunk payloads, in stream order
         self.done = False
         self.saw_content = False
 
@@ -71,23 +82,18 @@ class OpenAIStreamTracker:
         if data.strip() == b"[DONE]":
             self.done = True
             return event
+        if self.saw_content and not _USAGE_VALUE.search(data):
+            self._pending.append(data)
+            return event
         try:
             chunk = json.loads(data)
         except ValueError:
             return event
         if not isinstance(chunk, dict):
             return event
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
-            content = delta.get("content")
-            if content:
-                self.text_parts.append(content)
-                self.saw_content = True
-            for call in delta.get("tool_calls") or ():
-                arguments = (call.get("function") or {}).get("arguments")
-                if arguments:
-                    self.text_parts.append(arguments)
-                    self.saw_content = True
+        self._pending.append(chunk)
+        if not self.saw_content:
+            self.saw_content = bool(_chunk_text(chunk))
         usage = chunk.get("usage")
         if not usage:
             return event
@@ -96,12 +102,42 @@ class OpenAIStreamTracker:
             return event
         if not chunk.get("choices"):
             return None
-        del chunk["usage"]
+        chunk = {key: value for key, value in chunk.items() if key != "usage"}
         return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+
+    @property
+    def text_parts(self) -> list[str]:
+        parts = []
+        for item in self._pending:
+            if isinstance(item, bytes):
+                try:
+                    item = json.loads(item)
+                except ValueError:
+                    continue
+            if isinstance(item, dict):
+                parts += _chunk_text(item)
+        return parts
 
     @property
     def text(self) -> str:
         return "".join(self.text_parts)
+
+
+def _chunk_text(chunk: dict) -> list[str]:
+    """The content and tool-call arguments one OpenAI stream chunk adds."""
+    parts = []
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta") or {}
+        content = delta.get("content")
+        if content:
+            parts.append(content)
+        for call in delta.get("tool_calls") or ():
+            arguments = (call.get("function") or {}).get("arguments")
+            if arguments:
+                parts.append(arguments)
+    return parts
 
 
 class AnthropicStreamTracker:

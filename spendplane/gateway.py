@@ -715,13 +715,13 @@ def _relay(call: ProxyCall, upstream_response: urllib3.BaseHTTPResponse, tracker
         try:
             for chunk in upstream_response.stream(_STREAM_READ_BYTES, decode_content=False):
                 events, buffer = formats.split_sse_events(buffer + chunk)
-                for event in events:
-                    relayed = tracker.relay(event)
-                    if relayed is None:
-                        continue
-                    if call.ttft_ms is None and tracker.saw_content:
-                        call.ttft_ms = call.elapsed_ms()
-                    yield relayed
+                # What one read brought goes out in one write.
+                relayed = [out for event in events if (out := tracker.relay(event)) is not None]
+                if not relayed:
+                    continue
+                if call.ttft_ms is None and tracker.saw_content:
+                    call.ttft_ms = call.elapsed_ms()
+                yield relayed[0] if len(relayed) == 1 else b"".join(relayed)
             if tracker.done:
                 outcome = "complete"
         except (HTTPError, OSError) as exc:

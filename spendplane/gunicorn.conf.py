@@ -4,9 +4,18 @@ import multiprocessing
 import os
 
 bind = os.environ.get("SPENDPLANE_BIND", "0.0.0.0:8000")
-# gthread: streams hold a thread, not a process, and a slow upstream does not block a worker.
-worker_class = "gthread"
+# gevent: a request waiting on a provider (seconds, or minutes for a stream) holds a greenlet, not
+# a thread, so in-flight requests are bounded by CPU, not by a thread count; psycopg (3.1.14+),
+# redis-py and urllib3 cooperate once gunicorn has monkey-patched the worker. Measured against
+# gthread in bench/README.md (server model). "gthread" (with SPENDPLANE_THREADS) remains available.
+worker_class = os.environ.get("SPENDPLANE_WORKER_CLASS", "gevent")
+if worker_class == "gevent":
+    # The stock gevent worker, but stopping closes idle keep-alive connections at once.
+    worker_class = "spendplane.gevent_worker.GeventWorker"
+# gevent: requests (open streams included) one worker holds at once; more wait in the listen queue.
+worker_connections = int(os.environ.get("SPENDPLANE_WORKER_CONNECTIONS", "1000"))
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
+# gthread only: threads per worker.
 threads = int(os.environ.get("SPENDPLANE_THREADS", "32"))
 # Streams can legitimately run for minutes.
 timeout = int(os.environ.get("SPENDPLANE_WORKER_TIMEOUT", "600"))
@@ -33,3 +42,10 @@ def worker_exit(server, worker):
     from metering.ledger_writer import flush_all
 
     flush_all(timeout=float(os.environ.get("SPENDPLANE_LEDGER_FLUSH_SECONDS", "20")))
+
+
+def post_worker_init(worker):
+    # The guard's matcher and model, the tokenizers and the price data, built before the first request.
+    from spendplane.warmup import warm_up
+
+    warm_up()

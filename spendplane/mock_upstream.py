@@ -90,10 +90,15 @@ def _cached_part(prompt_tokens: int) -> int:
 
 
 class MockState:
-    def __init__(self, *, latency_ms: float = 0, chunk_delay_ms: float = 0, fault: str = "") -> None:
+    def __init__(
+        self, *, latency_ms: float = 0, chunk_delay_ms: float = 0, fault: str = "", stamp_chunks: bool = False
+    ) -> None:
         self.latency_ms = latency_ms
         self.chunk_delay_ms = chunk_delay_ms
         self.fault = fault
+        # Each stream chunk carries `mock_sent_at` (time.monotonic() as it was written), so a client on
+        # this machine can tell how long a chunk took to reach it (bench/many_streams.py).
+        self.stamp_chunks = stamp_chunks
         self.requests: deque = deque(maxlen=500)
         self.times_seen: dict[str, int] = {}
         self.lock = threading.Lock()
@@ -285,6 +290,8 @@ class MockHandler(BaseHTTPRequestHandler):
             chunk = {**base, "choices": choices}
             if include_usage:
                 chunk["usage"] = usage_value
+            if self.state.stamp_chunks:
+                chunk["mock_sent_at"] = time.monotonic()
             return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
         self._start_stream()

@@ -11,6 +11,9 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8100)
         parser.add_argument("--latency-ms", type=float, default=0, help="Delay before each response.")
         parser.add_argument("--chunk-delay-ms", type=float, default=0, help="Delay between stream chunks.")
+        parser.add_argument(
+            "--stamp-chunks", action="store_true", help="Put the send time (monotonic) in each stream chunk."
+        )
         parser.add_argument("--fault", default="", help="Fault for every request: 500, 429, timeout, cut, …")
 
     def handle(self, *args, **options):
@@ -20,6 +23,7 @@ class Command(BaseCommand):
             latency_ms=options["latency_ms"],
             chunk_delay_ms=options["chunk_delay_ms"],
             fault=options["fault"],
+            stamp_chunks=options["stamp_chunks"],
         )
         self.stdout.write(f"Mock upstream on {mock.url} (OpenAI: {mock.url}/v1, Anthropic: {mock.url})")
         try:
