@@ -222,8 +222,8 @@ def main() -> None:
     events = args.streams * (args.chunks + 3)
     print("CPU seconds while the streams ran, by process group (µs per relayed event for the gateway's web):")
     for name, used in cpu.items():
-        line = ", ".join(f"{group} {seconds:.1f}" for group, seconds in used.items())
-        print(f"  {name}: {line}, {used['wall']:.1f} s wall")
+        line = ", ".join(f"{group} {seconds:.1f}" for group, seconds in used.items() if group != "wall")
+        print(f"  {name}: {line}; {used['wall']:.1f} s wall")
     print(f"  gateway web per event: {cpu['gateway']['web'] / events * 1e6:.0f} µs ({events} events)")
     for name, figures in (("direct", direct), ("gateway", proxied)):
         if figures["errors"]:
