@@ -52,12 +52,8 @@ def run_wrk(url: str, body: dict, *, key: str | None, connections: int, duration
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     if errors or socket_errors:
-        print(
-            "WRK:",
-            (errors.group(0) if errors else ""),
-            (socket_errors.group(0) if socket_errors else ""),
-            file=sys.stderr,
-        )
+        what = [m.group(0) for m in (errors, socket_errors) if m]
+        print(f"wrk at {connections} connections, {url}: {'; '.join(what)}", file=sys.stderr)
     return {
         "p50": p50,
         "p99": p99,
@@ -73,9 +69,12 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="Seconds per wrk run.")
     parser.add_argument("--latency-ms", type=float, default=0, help="Mock upstream delay before answering.")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes.")
-    parser.add_argument("--threads", type=int, default=4, help="Threads per worker.")
+    parser.add_argument("--threads", type=int, default=4, help="Threads per gthread worker.")
     parser.add_argument(
         "--server", choices=["gunicorn", "granian"], default="gunicorn", help="gunicorn (production) or granian."
+    )
+    parser.add_argument(
+        "--worker-class", choices=["gevent", "gthread"], help="gunicorn worker class (default: production's, gevent)."
     )
     parser.add_argument("--concurrency", default="1,32", help="Comma-separated wrk connection counts.")
     parser.add_argument(
@@ -88,7 +87,7 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
 
-    stack = prepare(workers=args.workers, threads=args.threads, server=args.server)
+    stack = prepare(workers=args.workers, threads=args.threads, server=args.server, worker_class=args.worker_class)
     workdir = stack.workdir
     from metering.models import UsageEvent
 
