@@ -18,7 +18,7 @@ from re import _parser as sre_parse
 
 import ahocorasick
 
-from .normalize import is_word_char
+from .normalize import is_word_char, windows
 from .rules import RULES, Rule
 
 # A start expanded into more strings than this is treated as having none.
@@ -104,14 +104,7 @@ class Matcher:
 
 
 def _search_windows(text: str, positions: list[int], patterns: tuple[re.Pattern, ...]) -> re.Match | None:
-    spans: list[list[int]] = []
-    for position in sorted(positions)[:MAX_WINDOWS]:
-        start, end = max(position - WINDOW_BEFORE, 0), position + WINDOW_AFTER
-        if spans and start <= spans[-1][1]:
-            spans[-1][1] = max(spans[-1][1], end)
-        else:
-            spans.append([start, end])
-    for start, end in spans:
+    for start, end in windows(sorted(positions)[:MAX_WINDOWS], WINDOW_BEFORE, WINDOW_AFTER):
         for pattern in patterns:
             if match := pattern.search(text, start, end):
                 return match

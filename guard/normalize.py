@@ -177,18 +177,24 @@ def _rot13_mentions(text: str) -> list[int]:
     return found
 
 
+def windows(positions: list[int], before: int, after: int) -> list[tuple[int, int]]:
+    """(start, end) spans from `before` characters ahead of each position to `after` past it,
+    overlapping spans merged; `positions` in ascending order."""
+    spans: list[list[int]] = []
+    for at in positions:
+        start, end = max(at - before, 0), at + after
+        if spans and start <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([start, end])
+    return [(start, end) for start, end in spans]
+
+
 def _rot13_payloads(text: str, mentions: list[int]) -> list[str]:
     """The text around each mention, decoded: a payload sits next to the words that name its
     encoding, and decoding only there keeps a long document that says "rot13" once from doubling
     the scan."""
-    spans: list[list[int]] = []
-    for at in mentions:
-        start, end = max(at - ROT13_BEFORE, 0), at + ROT13_AFTER
-        if spans and start <= spans[-1][1]:
-            spans[-1][1] = end
-        else:
-            spans.append([start, end])
-    return [codecs.decode(text[start:end], "rot13") for start, end in spans]
+    return [codecs.decode(text[start:end], "rot13") for start, end in windows(mentions, ROT13_BEFORE, ROT13_AFTER)]
 
 
 def _has_spelled_out_run(text: str, sizes: bytes) -> bool:

@@ -106,7 +106,7 @@ class OpenAIStreamTracker:
         return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
 
     @property
-    def text_parts(self) -> list[str]:
+    def text(self) -> str:
         parts = []
         for item in self._pending:
             if isinstance(item, bytes):
@@ -116,11 +116,7 @@ class OpenAIStreamTracker:
                     continue
             if isinstance(item, dict):
                 parts += _chunk_text(item)
-        return parts
-
-    @property
-    def text(self) -> str:
-        return "".join(self.text_parts)
+        return "".join(parts)
 
 
 def _chunk_text(chunk: dict) -> list[str]:

@@ -721,7 +721,7 @@ def _relay(call: ProxyCall, upstream_response: urllib3.BaseHTTPResponse, tracker
                     continue
                 if call.ttft_ms is None and tracker.saw_content:
                     call.ttft_ms = call.elapsed_ms()
-                yield relayed[0] if len(relayed) == 1 else b"".join(relayed)
+                yield b"".join(relayed)  # one item is yielded as it is, not copied
             if tracker.done:
                 outcome = "complete"
         except (HTTPError, OSError) as exc:

@@ -7,7 +7,7 @@ from metering import tokens
 from spendplane import warmup
 
 
-def test_warm_up_builds_the_guard_and_the_tokenizers(monkeypatch):
+def test_warm_up_builds_the_guard_and_the_tokenizers():
     matcher.matcher.cache_clear()
     classifier.shipped_model.cache_clear()
     tokens._encoding.cache_clear()
@@ -32,9 +32,13 @@ def test_a_failing_step_is_logged_and_the_rest_still_run(monkeypatch, caplog):
     assert "warm-up step broken failed" in caplog.text
 
 
-def test_the_production_server_config_warms_up_each_worker():
+def test_the_production_server_config_warms_up_each_worker_on_gevent(monkeypatch, tmp_path):
     import runpy
 
+    monkeypatch.delenv("SPENDPLANE_WORKER_CLASS", raising=False)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # else the config makes one for the process
     config = runpy.run_path("spendplane/gunicorn.conf.py")
-    assert "post_worker_init" in config
     assert config["worker_class"] == "spendplane.gevent_worker.GeventWorker"
+    matcher.matcher.cache_clear()
+    config["post_worker_init"](None)
+    assert matcher.matcher.cache_info().currsize == 1
