@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--top", type=int, default=60)
+    parser.add_argument("--save", type=Path, help="copy py-spy's raw stacks (one file a worker) into this folder")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not shutil.which("wrk") or not Path(spy).exists():
@@ -98,7 +99,12 @@ def main() -> None:
         for sampler in samplers:
             sampler.wait()
         served = re.search(r"Requests/sec:\s+([\d.]+)", wrk.communicate()[0])
-        report = summarise([out for out in outputs if out.exists()], args.top)
+        sampled = [out for out in outputs if out.exists()]
+        report = summarise(sampled, args.top)
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+            for out in sampled:
+                shutil.copy(out, args.save / out.name)
     print(f"{stack.describe()}, wrk at {args.connections} connections: {served.group(1) if served else '?'} req/s\n")
     print(report)
 

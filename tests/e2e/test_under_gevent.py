@@ -1,0 +1,125 @@
+"""Clients in a process patched the way the gevent worker patches itself.
+
+psycopg's wait on gevent's hub (spendplane/postgresql/gevent_wait.py): statements cooperate, large
+ones are written whole, its timeout holds and a connection the server ends raises instead of
+hanging. The limit store's Redis connections (metering/limits.py): the pool's check on each
+connection it hands out, run without gevent's poll, still tells idle from unread from closed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tests.e2e.conftest import ROOT, _database_url
+
+PSYCOPG_SCRIPT = r"""
+import json, sys, time
+from spendplane.gevent_worker import GeventWorker
+worker = object.__new__(GeventWorker)
+worker.sockets = []
+worker.patch()  # monkey-patches, then installs the wait
+
+import gevent, psycopg, psycopg.waiting
+from psycopg import errors, generators
+from spendplane.postgresql import gevent_wait
+
+url = sys.argv[1]
+seen = {"installed": psycopg.waiting.wait is gevent_wait.wait}
+conns = [psycopg.connect(url, autocommit=True) for _ in range(12)]
+
+started = time.monotonic()
+sleepers = [gevent.spawn(lambda c, i: c.execute("select pg_sleep(0.3), %s::int", (i,)).fetchone()[1], c, i)
+            for i, c in enumerate(conns[:10])]
+gevent.joinall(sleepers, raise_error=True)
+seen["values"] = [g.value for g in sleepers]
+seen["slept_seconds"] = time.monotonic() - started
+
+big = "é" * (4 << 20)  # 8 MB on the wire: more than the socket takes at once, so the wait is for writing
+seen["big_length"] = conns[0].execute("select length(%s::text)", (big,)).fetchone()[0]
+
+slow = conns[10]
+slow.pgconn.send_query(b"select pg_sleep(3)")
+started = time.monotonic()
+try:
+    slow.wait(generators.execute(slow.pgconn), timeout=0.3)
+except errors._WaitTimeout:
+    seen["timed_out_after"] = time.monotonic() - started
+
+victim = conns[11]
+waiting = gevent.spawn(victim.execute, "select pg_sleep(10)")
+gevent.sleep(0.3)
+conns[1].execute("select pg_terminate_backend(%s)", (victim.info.backend_pid,))
+waiting.join(5)
+seen["ended_by_server"] = waiting.ready() and isinstance(waiting.exception, psycopg.OperationalError)
+print(json.dumps(seen))
+"""
+
+REDIS_SCRIPT = r"""
+import json, sys
+from spendplane.gevent_worker import GeventWorker
+worker = object.__new__(GeventWorker)
+worker.sockets = []
+worker.patch()
+
+import django, gevent, redis
+django.setup()
+from metering.limits import RedisCounters
+
+counters = RedisCounters(sys.argv[1])
+pool = counters.client.connection_pool
+seen = {"class": pool.connection_class.__module__ + "." + pool.connection_class.__qualname__}
+conn = pool.get_connection()
+conn.send_command("CLIENT", "ID")
+client_id = conn.read_response()
+seen["idle"] = conn.can_read()
+conn.send_command("PING")
+gevent.sleep(0.2)
+seen["reply_waiting"] = conn.can_read()
+seen["reply"] = conn.read_response()
+seen["read_all"] = conn.can_read()
+killer = redis.Redis.from_url(sys.argv[1])
+killer.execute_command("CLIENT", "KILL", "ID", client_id)
+gevent.sleep(0.2)
+try:
+    seen["closed"] = conn.can_read()
+except redis.ConnectionError:
+    seen["closed"] = "ConnectionError"
+pool.release(conn)
+seen["pong_after"] = counters.client.ping()
+print(json.dumps(seen, default=str))
+"""
+
+
+def run_patched(script: str, url: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", script, url], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="psycopg waits only on PostgreSQL")
+def test_psycopg_waits_on_the_hub_in_the_gevent_worker():
+    seen = run_patched(PSYCOPG_SCRIPT, _database_url())
+    assert seen["installed"] is True
+    assert seen["values"] == list(range(10))
+    assert seen["slept_seconds"] < 1.5, "ten 0.3 s statements ran one after another"
+    assert seen["big_length"] == 4 << 20
+    assert 0.25 <= seen.get("timed_out_after", -1) < 1.0
+    assert seen["ended_by_server"] is True, "a connection the server ended did not raise OperationalError"
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL")
+def test_the_limit_stores_connection_check_skips_gevents_poll_and_still_sees_data_and_closes():
+    seen = run_patched(REDIS_SCRIPT, settings.REDIS_URL)
+    assert seen["class"] == "metering.limits._checked_connection_class.<locals>.Connection"
+    assert seen["idle"] is False
+    assert seen["reply_waiting"] is True
+    assert seen["reply"] in ("PONG", "b'PONG'")
+    assert seen["read_all"] is False
+    assert seen["closed"] in (True, "ConnectionError")  # either way the pool does not reuse it as is
+    assert seen["pong_after"] is True
