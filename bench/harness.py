@@ -46,6 +46,7 @@ class Stack:
     proxy_url: str
     server: str = "gunicorn"
     procs: list = field(default_factory=list)
+    root: Path = ROOT  # the checkout whose gateway runs (bench/ab_compare.py runs two)
 
     @property
     def gunicorn(self) -> subprocess.Popen:
@@ -150,7 +151,7 @@ def running(
         subprocess.Popen(mock, cwd=ROOT, env=stack.env, stdout=subprocess.DEVNULL),
         subprocess.Popen(
             _server_command(stack),
-            cwd=ROOT,
+            cwd=stack.root,
             env=stack.env,
             stderr=open(Path(tempfile.gettempdir()) / "spendplane-bench-gateway.log", "w"),  # noqa: SIM115
         ),

@@ -183,35 +183,20 @@ return 1
 
 
 def _checked_connection_class():
-    """redis-py's connection, except for the check its pool runs on every connection it hands out.
-
-    That check is a zero-timeout `poll` of the socket. Under the gevent worker `select.poll` is
-    gevent's, which builds watchers and a result object for it: 4% of a worker's CPU under load
-    (bench/README.md). A zero-timeout poll never blocks, so it is run on the original `poll`; any
-    other wait keeps gevent's."""
-    import select
-
+    """redis-py's connection, whose pool's check on each connection it hands out skips gevent's
+    poll (spendplane/socket_checks.py)."""
     import redis
 
-    try:
-        from gevent import monkey
-
-        original_poll = monkey.get_original("select", "poll") if monkey.is_module_patched("select") else None
-    except ImportError:
-        original_poll = None
-    if original_poll is None:
-        return redis.Connection
+    from spendplane.socket_checks import readable_now
 
     class Connection(redis.Connection):
         def can_read(self, timeout: float = 0) -> bool:
             # hiredis's reader (requirements.txt) holds what was read but not yet parsed; with
             # nothing there and nothing on the socket there is nothing to read.
             reader = getattr(self._parser, "_reader", None)
-            if timeout == 0 and self._sock is not None and reader is not None and not reader.has_data():
-                poller = original_poll()
-                poller.register(self._sock, select.POLLIN)
-                if not poller.poll(0):
-                    return False
+            idle = timeout == 0 and self._sock is not None and reader is not None and not reader.has_data()
+            if idle and not readable_now(self._sock):
+                return False
             return super().can_read(timeout)
 
     return Connection

@@ -13,6 +13,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from metering.routing import Upstream
+from spendplane.socket_checks import readable_now
 
 _sessions: dict[str, requests.Session] = {}
 _lock = threading.Lock()
@@ -36,6 +37,17 @@ def session_for(upstream: Upstream) -> requests.Session:
     return session
 
 
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    @property
+    def is_connected(self) -> bool:
+        # urllib3 asks before reusing a pooled connection; see spendplane/socket_checks.py.
+        return self.sock is not None and not readable_now(self.sock)
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    is_connected = _HTTPConnection.is_connected
+
+
 _routes: dict[str, tuple[urllib3.HTTPConnectionPool, str]] = {}
 
 
@@ -45,6 +57,7 @@ def _pool_and_path(upstream: Upstream, url: str) -> tuple[urllib3.HTTPConnection
     found = _routes.get(url)
     if found is None or found[0].pool is None:
         pool = session_for(upstream).get_adapter(url).poolmanager.connection_from_url(url)
+        pool.ConnectionCls = _HTTPSConnection if pool.scheme == "https" else _HTTPConnection
         found = _routes[url] = (pool, urllib3.util.parse_url(url).request_uri)
     return found
 

@@ -1,0 +1,82 @@
+"""The provider connection pool's reuse check (spendplane/upstreams.py, socket_checks.py): a live
+keep-alive connection is reused, one the provider closed is replaced before a request is sent on
+it (the gateway never retries on its own, so a dead connection would cost the client an error)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+from metering.routing import Upstream
+from spendplane import upstreams
+
+REPLY = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n{}"
+
+
+class ClosingServer:
+    """Answers one request per connection as if keeping it alive, then closes it."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1"
+        self.accepted = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            with conn:
+                data = b""
+                while not data.endswith(b"\r\n\r\n{}"):  # the headers and the 2-byte body
+                    data += conn.recv(65536)
+                conn.sendall(REPLY)
+
+
+def upstream(base_url: str) -> Upstream:
+    return Upstream(
+        name="pool-test",
+        kind="openai",
+        base_url=base_url,
+        api_key="",
+        upstream_model="",
+        connect_timeout=2,
+        read_timeout=5,
+    )
+
+
+def post(target: Upstream, body: bytes = b"{}"):
+    url = f"{target.openai_base}/chat/completions"
+    response = upstreams.post(target, url, body=body, headers={"Content-Type": "application/json"}, stream=False)
+    upstreams.finish(response, consumed=True)
+    return response
+
+
+def test_a_live_keep_alive_connection_is_reused(mock_upstream):
+    target = upstream(mock_upstream.url + "/v1")
+    pool, _path = upstreams._pool_and_path(target, f"{target.openai_base}/chat/completions")
+    before = pool.num_connections
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    for _ in range(5):
+        assert post(target, body).status == 200
+    assert pool.num_connections - before <= 1
+    assert any(isinstance(conn, upstreams._HTTPConnection) for conn in pool.pool.queue)
+
+
+def test_a_connection_the_provider_closed_is_replaced_not_used():
+    server = ClosingServer()
+    target = upstream(server.url)
+    try:
+        statuses = []
+        for _ in range(4):
+            statuses.append(post(target).status)
+            time.sleep(0.05)  # the close reaches this side, as a provider's idle close would have
+    finally:
+        server.listener.close()
+    assert statuses == [200] * 4
+    assert server.accepted == 4
