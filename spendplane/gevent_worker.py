@@ -5,8 +5,6 @@ greenlet waiting for a keep-alive client's next request (up to `keepalive`, 75 s
 at `graceful_timeout`: every restart took 30 s and ended by killing whatever was still running.
 Here the greenlets idle between requests are ended as soon as the worker is told to stop;
 requests in progress, open streams included, run to their end as before.
-
-psycopg waits on the hub directly (spendplane/postgresql/gevent_wait.py).
 """
 
 from __future__ import annotations
@@ -18,12 +16,6 @@ from gunicorn.workers.ggevent import GeventWorker as StockGeventWorker
 
 
 class GeventWorker(StockGeventWorker):
-    def patch(self) -> None:
-        super().patch()
-        from spendplane.postgresql import gevent_wait
-
-        gevent_wait.install()
-
     def init_process(self) -> None:
         self.idle_greenlets: set = set()
         super().init_process()
