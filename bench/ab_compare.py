@@ -4,6 +4,10 @@ alternating between them, so that this shared machine's drifts in speed fall on 
     git worktree add ../base <commit>
     python bench/ab_compare.py --base ../base [--rounds 8] [--seconds 4] [--concurrency 1,32] [--stream]
 
+or one checkout against itself in two settings:
+
+    python bench/ab_compare.py --base . --env-this SPENDPLANE_LEDGER_BATCH_LINGER_MS=50
+
 Both gateways (production configuration: gunicorn, gevent) serve from one database and one mock
 upstream, each from its own checkout, so the two must share migrations. Only one of them is
 under load at a time, so PostgreSQL's and Redis's CPU during a burst is that side's. For each
@@ -42,11 +46,11 @@ METRICS = [
 
 
 @contextlib.contextmanager
-def second_gateway(stack, mock_proc, root: Path):
+def second_gateway(stack, mock_proc, root: Path, env: dict[str, str]):
     """The gunicorn of the checkout at `root` beside the running stack, on its own port and spool."""
     port = free_port()
     env = {
-        **stack.env,
+        **env,
         "SPENDPLANE_BIND": f"127.0.0.1:{port}",
         "SPENDPLANE_LEDGER_SPOOL_DIR": str(stack.workdir / "base-spool"),
     }
@@ -112,7 +116,12 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true", help="Streamed requests instead of plain ones.")
     parser.add_argument("--latency-ms", type=float, default=0, help="Mock upstream delay before answering.")
     parser.add_argument("--workers", type=int, default=2)
+    for side in ("this", "base"):
+        parser.add_argument(
+            f"--env-{side}", action="append", default=[], metavar="NAME=VALUE", help=f"{side}'s gateway's environment"
+        )
     args = parser.parse_args()
+    env_this, env_base = (dict(item.split("=", 1) for item in items) for items in (args.env_this, args.env_base))
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
     base_root = args.base.resolve()
@@ -120,9 +129,11 @@ def main() -> None:
         raise SystemExit(f"{base_root} is not a Spendplane checkout")
 
     stack = prepare(workers=args.workers, threads=4)
+    base_env = {**stack.env, **env_base}
+    stack.env = {**stack.env, **env_this}
     _tenant, key = seed_tenant("ab-compare")
     body = {"model": "gpt-4o-mini", "messages": MESSAGE, "max_tokens": 16, "stream": args.stream}
-    with running(stack, latency_ms=args.latency_ms), second_gateway(stack, stack.procs[0], base_root) as base:
+    with running(stack, latency_ms=args.latency_ms), second_gateway(stack, stack.procs[0], base_root, base_env) as base:
         sides = {"this": stack, "base": base}
         for side in sides.values():
             for _ in range(20):
@@ -136,7 +147,8 @@ def main() -> None:
         print(
             f"this checkout ({stack.root}) against base ({base_root}): {stack.describe()}, "
             f"{'streamed' if args.stream else 'plain'} requests, mock at {args.latency_ms:g} ms, "
-            f"{args.rounds} alternating rounds of {args.seconds} s bursts\n"
+            f"{args.rounds} alternating rounds of {args.seconds} s bursts; environment: this {env_this or '-'}, "
+            f"base {env_base or '-'}\n"
         )
         for connections in [int(c) for c in args.concurrency.split(",")]:
             runs: dict[str, list[dict]] = {"this": [], "base": []}

@@ -90,7 +90,7 @@ def main() -> None:
     )
     with running(stack):
         url = f"{stack.proxy_url}/v1/chat/completions"
-        load = ["wrk", "-t2", f"-c{args.connections}", "-s", str(script), url]
+        load = ["wrk", f"-t{min(args.connections, 2)}", f"-c{args.connections}", "-s", str(script), url]
         subprocess.run([*load, "-d3s"], capture_output=True, check=True)  # warm up
         wrk = subprocess.Popen([*load, f"-d{args.seconds + 4}s"], stdout=subprocess.PIPE, text=True)
         time.sleep(2)
