@@ -3,7 +3,7 @@
 A request hands its entry over once the entry is safe in the outbox (`metering.spool`), so the
 database write is off the request's path and, under load, many rows share one statement and one
 commit. A batch the database refuses is spooled, entry by entry; a process that dies with entries
-still queued leaves their outbox files, which the spool replayer picks up. `flush()` writes what
+still queued leaves their entries in the outbox, which the spool replayer picks up. `flush()` writes what
 is queued before the process exits (gunicorn's `worker_exit` hook and `atexit` call it).
 """
 
@@ -26,7 +26,7 @@ MAX_BATCH = 256
 class BatchWriter(Generic[Item]):
     """Calls `write_batch(items)` from its own thread with everything submitted since the last
     call (at most `max_batch` at once). `write_batch` must not raise for a single bad item; an
-    exception escaping it is logged and the batch is dropped from the queue (its outbox files stay)."""
+    exception escaping it is logged and the batch is dropped from the queue (its entries stay in the outbox)."""
 
     def __init__(
         self,
@@ -101,7 +101,7 @@ class BatchWriter(Generic[Item]):
                 try:
                     self._write_batch(batch)
                 except Exception:
-                    logger.exception("ledger batch of %d failed; their outbox files wait for replay", len(batch))
+                    logger.exception("ledger batch of %d failed; their outbox entries wait for replay", len(batch))
                 self._done += len(batch)
             for mark in marks:
                 mark.reached.set()
@@ -130,7 +130,7 @@ def flush_all(timeout: float = 10.0) -> None:
     for writer in _writers:
         if not writer.flush(timeout):
             logger.warning(
-                "%s: %d ledger rows still queued at exit; their outbox files wait", writer._name, writer.pending
+                "%s: %d ledger rows still queued at exit; their outbox entries wait", writer._name, writer.pending
             )
 
 

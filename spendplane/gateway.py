@@ -31,7 +31,7 @@ from metering.models import UsageEvent
 from metering.pricing import Rates, Usage
 from metering.routing import Upstream, upstreams_for
 from metering.services import LedgerEntry, usage_record, usage_record_many
-from metering.spool import outbox_done, outbox_write, spool_write
+from metering.spool import OutboxSegment, outbox_done, outbox_write, spool_write
 from tenants.auth import key_lookup, raw_key_from_headers, touch_last_used
 from tenants.principal import Principal
 
@@ -79,7 +79,7 @@ class ProxyCall:
     # Write the ledger row after the response has gone out (kept in the outbox until it commits).
     defer_write: bool = False
     entry: LedgerEntry | None = None
-    outbox: str | None = None
+    outbox: OutboxSegment | None = None
 
     @property
     def anthropic(self) -> bool:
@@ -151,9 +151,9 @@ class ProxyCall:
             self.settled(entry, kept=kept)
 
     def settled(self, entry: LedgerEntry, *, kept: bool) -> None:
-        """Drop the outbox file (unless it is the last copy of the row), count the metrics."""
-        if self.outbox is not None and kept:
-            outbox_done(self.outbox)
+        """Let the outbox drop its copy (unless it is the last copy of the row), count the metrics."""
+        if self.outbox is not None:
+            outbox_done(self.outbox, kept=kept)
         # After the ledger, and on its own: a metrics fault must never cost a ledger row.
         try:
             metrics.observe(entry=entry)

@@ -1,5 +1,5 @@
 """A gateway process killed after a response went out but before its ledger row committed: the
-row is not lost. The outbox file it left is replayed, once, and the budget settles exactly."""
+row is not lost. The outbox segment it left is replayed, once, and the budget settles exactly."""
 
 from __future__ import annotations
 
@@ -54,8 +54,7 @@ def test_a_process_killed_before_its_row_commits_loses_nothing(start_gateway, al
         answered = chat(gateway, alice, "answered, then the process dies")
         assert answered.status_code == 200
         request_id = answered.headers["x-request-id"]
-        outbox = tmp_path / f"{request_id}.pending"
-        assert outbox.exists()
+        assert request_id in spool.outbox_request_ids()
         gateway.kill()
         # The dead process's statement still waits in its server backend; end it uncommitted, as
         # a crash before the commit reached the database would.
@@ -69,7 +68,8 @@ def test_a_process_killed_before_its_row_commits_loses_nothing(start_gateway, al
     assert not UsageEvent.objects.filter(request_id=request_id).exists()
     assert BudgetReservation.objects.filter(request_id=request_id).exists()
     old = time.time() - spool.OUTBOX_STALE_SECONDS - 1
-    os.utime(outbox, (old, old))
+    for segment in tmp_path.glob("outbox-*.jsonl"):
+        os.utime(segment, (old, old))
     call_command("replay_ledger_spool")
     call_command("replay_ledger_spool")  # twice: still one row
     row = UsageEvent.objects.get(request_id=request_id)
@@ -81,9 +81,10 @@ def test_a_process_killed_before_its_row_commits_loses_nothing(start_gateway, al
 
 
 @needs_postgres
-def test_a_worker_stopping_writes_its_queued_rows_before_it_exits(start_gateway, alice, tmp_path):
+def test_a_worker_stopping_writes_its_queued_rows_before_it_exits(start_gateway, alice, tmp_path, settings):
     """SIGTERM while the ledger writer is held up: the worker waits for it, so every answered
     request is in the ledger when the process is gone, with no outbox left to replay."""
+    settings.SPENDPLANE_LEDGER_SPOOL_DIR = str(tmp_path)
     gateway = start_gateway(
         SPENDPLANE_LEDGER_AFTER_RESPONSE="1", SPENDPLANE_LEDGER_BATCHED="1", SPENDPLANE_LEDGER_SPOOL_DIR=str(tmp_path)
     )
@@ -92,7 +93,7 @@ def test_a_worker_stopping_writes_its_queued_rows_before_it_exits(start_gateway,
         blocker.execute(f"LOCK TABLE {UsageEvent._meta.db_table} IN EXCLUSIVE MODE")
         answered = [chat(gateway, alice, f"question {i}") for i in range(5)]
         assert [r.status_code for r in answered] == [200] * 5
-        assert len(list(tmp_path.glob("*.pending"))) == 5  # all queued behind the lock
+        assert spool.outbox_request_ids() == {r.headers["x-request-id"] for r in answered}  # queued behind the lock
         gateway.proc.send_signal(signal.SIGTERM)
         # Longer than anything else holds an exiting worker (psycopg's pool waits 5 s for its threads).
         time.sleep(7.0)
@@ -102,7 +103,7 @@ def test_a_worker_stopping_writes_its_queued_rows_before_it_exits(start_gateway,
 
     request_ids = {r.headers["x-request-id"] for r in answered}
     assert set(UsageEvent.objects.values_list("request_id", flat=True)) == request_ids
-    assert not list(tmp_path.glob("*.pending"))
+    assert not list(tmp_path.iterdir()), "no outbox left to replay"
     assert not BudgetReservation.objects.exists()
     counter = BudgetCounter.objects.get(tenant=alice.tenant, scope="tenant")
     assert counter.spent() == sum(r.cost_usd for r in UsageEvent.objects.all())

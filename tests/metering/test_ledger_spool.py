@@ -106,3 +106,80 @@ def test_a_database_outage_before_admission_is_a_clean_503(openai_client, alice,
     assert caught.value.code == "database_unavailable"
     assert not mock_upstream.state.requests
     assert UsageEvent.objects.get().error_type == "database_unavailable"
+
+
+def entry(request_id: str):
+    from django.utils import timezone
+
+    from metering.services import LedgerEntry
+
+    return LedgerEntry(
+        request_id=request_id, endpoint="chat", created_at=timezone.now(), status_code=200, latency_ms=1.0
+    )
+
+
+def segments(directory) -> list:
+    return sorted(directory.glob("outbox-*.jsonl"))
+
+
+def test_outbox_entries_share_a_segment_that_goes_once_none_waits(spool_dir):
+    held = [spool.outbox_write(entry(f"req-{i}")) for i in range(5)]
+    assert len(set(map(id, held))) == 1 and len(segments(spool_dir)) == 1
+    assert spool.outbox_request_ids() == {f"req-{i}" for i in range(5)}
+    for segment in held[:4]:
+        spool.outbox_done(segment, kept=True)
+    assert spool.outbox_request_ids() == {f"req-{i}" for i in range(5)}  # one still waits: all stay
+    spool.outbox_done(held[4], kept=True)
+    assert not segments(spool_dir)
+    spool.outbox_done(spool.outbox_write(entry("req-next")), kept=True)  # a new segment, gone again
+    assert not segments(spool_dir)
+
+
+def test_a_segment_whose_entry_has_no_other_copy_is_kept(spool_dir):
+    first, second = spool.outbox_write(entry("in-ledger")), spool.outbox_write(entry("nowhere-else"))
+    spool.outbox_done(first, kept=True)
+    spool.outbox_done(second, kept=False)
+    assert spool.outbox_request_ids() == {"in-ledger", "nowhere-else"}
+
+
+def test_full_or_quiet_segments_take_no_more_entries(spool_dir, monkeypatch):
+    monkeypatch.setattr(spool, "OUTBOX_SEGMENT_ENTRIES", 2)
+    a, b, c = (spool.outbox_write(entry(f"full-{i}")) for i in range(3))
+    assert a is b and c is not a
+    monkeypatch.setattr(spool, "OUTBOX_SEGMENT_QUIET_SECONDS", 0.05)
+    time.sleep(0.1)
+    d = spool.outbox_write(entry("after-quiet"))
+    assert d is not c, "a replayer must never remove a segment its process still appends to"
+    assert len(segments(spool_dir)) == 3
+    for segment in (a, b, c, d):
+        spool.outbox_done(segment, kept=True)
+    assert not segments(spool_dir)
+
+
+@pytest.mark.django_db
+def test_a_stale_segment_is_replayed_whole_and_a_torn_last_line_is_skipped(spool_dir, alice):
+    import os
+
+    spool_dir.mkdir()
+    lines = [json.dumps(spool._encode(entry(f"dead-{i}"))) for i in range(3)]
+    path = spool_dir / "outbox-99999-abc.jsonl"
+    path.write_text("\n".join(lines) + "\n" + lines[0][:40])  # the process died mid-append
+    old = time.time() - spool.OUTBOX_STALE_SECONDS - 1
+    os.utime(path, (old, old))
+    assert spool.spool_replay() == (3, 0)
+    assert set(UsageEvent.objects.values_list("request_id", flat=True)) == {"dead-0", "dead-1", "dead-2"}
+    assert not path.exists()
+
+
+@pytest.mark.django_db
+def test_a_segment_with_an_unreadable_line_is_replayed_and_kept_for_inspection(spool_dir, alice):
+    import os
+
+    spool_dir.mkdir()
+    path = spool_dir / "outbox-99999-def.jsonl"
+    path.write_text(json.dumps(spool._encode(entry("good"))) + "\n{not json\n")
+    old = time.time() - spool.OUTBOX_STALE_SECONDS - 1
+    os.utime(path, (old, old))
+    spool.spool_replay()
+    assert list(UsageEvent.objects.values_list("request_id", flat=True)) == ["good"]
+    assert not path.exists() and path.with_suffix(".bad").exists()

@@ -1,6 +1,6 @@
 """A non-streamed request's ledger row written after its response has gone out, by the request's
-own thread when the server closes the response, from an outbox file that outlives the process if
-it dies in between. (The production default hands it to a batch writer instead:
+own thread when the server closes the response, from an outbox segment that outlives the process
+if it dies in between. (The production default hands it to a batch writer instead:
 tests/proxy/test_ledger_batched.py.)"""
 
 from __future__ import annotations
@@ -32,6 +32,13 @@ def after_response(settings, tmp_path):
     return tmp_path
 
 
+def age_outbox(directory) -> None:
+    """Make every outbox segment look abandoned, as its process's death would after a minute."""
+    old = time.time() - spool.OUTBOX_STALE_SECONDS - 1
+    for segment in directory.glob("outbox-*.jsonl"):
+        os.utime(segment, (old, old))
+
+
 def post(client, key: str, body: dict = BODY):
     return client.post(
         "/v1/chat/completions", json.dumps(body), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}"
@@ -59,15 +66,14 @@ def test_the_row_waits_in_the_outbox_until_the_response_is_closed(alice, after_r
     response = post_without_closing(alice.raw_key)
     assert response.status_code == 200
     request_id = response["x-request-id"]
-    outbox = after_response / f"{request_id}.pending"
-    assert json.loads(outbox.read_text())["request_id"] == request_id
+    assert spool.outbox_request_ids() == {request_id}
     assert not UsageEvent.objects.filter(request_id=request_id).exists()
     assert BudgetReservation.objects.count() == 1  # the budget stays held meanwhile
 
     close_like_a_server(response)
     row = UsageEvent.objects.get(request_id=request_id)
     assert (row.status_code, row.completion_tokens) == (200, 8)
-    assert not outbox.exists()
+    assert not list(after_response.iterdir()), "the segment goes once no entry in it waits"
     assert not BudgetReservation.objects.exists()
     assert BudgetCounter.objects.get(tenant=alice.tenant, scope="tenant").spent() == row.cost_usd
 
@@ -81,16 +87,14 @@ def test_rejections_are_written_after_the_response_too(client, alice, after_resp
 
 def test_an_outbox_left_by_a_dead_process_is_replayed_once_stale(alice, after_response):
     response = post_without_closing(alice.raw_key)  # and the process dies before closing it
-    outbox = after_response / f"{response['x-request-id']}.pending"
-    assert outbox.exists()
+    assert spool.outbox_request_ids() == {response["x-request-id"]}
     call_command("replay_ledger_spool")
     assert not UsageEvent.objects.exists()  # too fresh: its process may still be writing it
-    old = time.time() - spool.OUTBOX_STALE_SECONDS - 1
-    os.utime(outbox, (old, old))
+    age_outbox(after_response)
     call_command("replay_ledger_spool")
     row = UsageEvent.objects.get()
     assert (row.request_id, row.status_code) == (response["x-request-id"], 200)
-    assert not outbox.exists()
+    assert not list(after_response.iterdir())
     assert not BudgetReservation.objects.exists()
     assert BudgetCounter.objects.get(tenant=alice.tenant, scope="tenant").spent() == row.cost_usd
 
@@ -110,10 +114,8 @@ def test_when_database_and_spool_both_refuse_the_outbox_file_is_kept(alice, afte
     monkeypatch.setattr(gateway, "spool_write", disk_full)
     response = post_without_closing(alice.raw_key)
     close_like_a_server(response)
-    outbox = after_response / f"{response['x-request-id']}.pending"
-    assert outbox.exists(), "the last copy of the row must not be deleted"
+    assert spool.outbox_request_ids() == {response["x-request-id"]}, "the last copy of the row must not be deleted"
     monkeypatch.undo()
-    old = time.time() - spool.OUTBOX_STALE_SECONDS - 1
-    os.utime(outbox, (old, old))
+    age_outbox(after_response)
     call_command("replay_ledger_spool")
     assert UsageEvent.objects.get().request_id == response["x-request-id"]

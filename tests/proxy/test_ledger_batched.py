@@ -71,7 +71,7 @@ def test_concurrent_requests_are_written_once_each_and_settle_exactly(live_serve
     assert sum(batch_sizes) == 49
     assert not BudgetReservation.objects.exists()
     assert tenant_spent(alice) == sum(row.cost_usd for row in rows) > 0
-    assert not list(batched.iterdir()), "every outbox file is removed once its row is in"
+    assert not list(batched.iterdir()), "every outbox segment is removed once its rows are in"
 
 
 def test_a_batch_the_database_refuses_is_spooled_then_replayed_once(client, alice, batched, monkeypatch):
