@@ -1,5 +1,6 @@
 """Two checkouts of the gateway measured against each other in one sitting: short wrk bursts,
-alternating between them, so that this shared machine's drifts in speed fall on both alike.
+alternating between them, so that this shared machine's drifts in speed fall on both alike, each
+burst on freshly started gateway processes (see below).
 
     git worktree add ../base <commit>
     python bench/ab_compare.py --base ../base [--rounds 8] [--seconds 4] [--concurrency 1,32] [--stream]
@@ -14,6 +15,12 @@ under load at a time, so PostgreSQL's and Redis's CPU during a burst is that sid
 load it prints the medians over the rounds, the median of the per-round ratios (this checkout /
 base) and in how many rounds this checkout did better. The mock's CPU per request is printed as
 a gauge of the machine's speed: it does the same work on both sides.
+
+Why fresh processes for every burst: with one set of processes per side for the whole run, the
+same code against itself (A/A) read 8% apart at concurrency 1, in 9 rounds of 10, and so did the
+mock's CPU: one connection's chain of processes ran faster or slower depending on where the
+scheduler had placed that side's processes, for the whole run. Restarting spreads that over the
+rounds.
 
 Uses DATABASE_URL / REDIS_URL when set (PostgreSQL + Redis), else a fresh SQLite file. Needs wrk.
 """
@@ -46,21 +53,21 @@ METRICS = [
 
 
 @contextlib.contextmanager
-def second_gateway(stack, mock_proc, root: Path, env: dict[str, str]):
-    """The gunicorn of the checkout at `root` beside the running stack, on its own port and spool."""
+def gateway(stack, mock_proc, name: str, root: Path, env: dict[str, str]):
+    """The gunicorn of the checkout at `root`, on a port and spool of its own, warmed up."""
     port = free_port()
     env = {
         **env,
         "SPENDPLANE_BIND": f"127.0.0.1:{port}",
-        "SPENDPLANE_LEDGER_SPOOL_DIR": str(stack.workdir / "base-spool"),
+        "SPENDPLANE_LEDGER_SPOOL_DIR": str(stack.workdir / f"{name}-spool"),
     }
-    base = replace(stack, env=env, proxy_url=f"http://127.0.0.1:{port}", procs=[], root=root)
-    log = open(stack.workdir / "base-gateway.log", "w")  # noqa: SIM115
-    gunicorn = subprocess.Popen(_server_command(base), cwd=base.root, env=env, stderr=log)
-    base.procs = [mock_proc, gunicorn]
+    side = replace(stack, env=env, proxy_url=f"http://127.0.0.1:{port}", procs=[], root=root)
+    log = open(stack.workdir / f"{name}-gateway.log", "a")  # noqa: SIM115
+    gunicorn = subprocess.Popen(_server_command(side), cwd=side.root, env=env, stderr=log)
+    side.procs = [mock_proc, gunicorn]
     try:
-        wait_up(f"{base.proxy_url}/healthz")
-        yield base
+        wait_up(f"{side.proxy_url}/healthz")
+        yield side
     finally:
         gunicorn.send_signal(signal.SIGTERM)
         try:
@@ -68,6 +75,14 @@ def second_gateway(stack, mock_proc, root: Path, env: dict[str, str]):
         except subprocess.TimeoutExpired:
             gunicorn.kill()
         log.close()
+
+
+def warm(side, key: str, body: dict) -> None:
+    for _ in range(20):
+        requests.post(
+            f"{side.proxy_url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=10
+        )
+    burst(side, key, body, 32, 1)
 
 
 def burst(stack, key: str, body: dict, connections: int, seconds: int) -> dict:
@@ -133,17 +148,9 @@ def main() -> None:
     stack.env = {**stack.env, **env_this}
     _tenant, key = seed_tenant("ab-compare")
     body = {"model": "gpt-4o-mini", "messages": MESSAGE, "max_tokens": 16, "stream": args.stream}
-    with running(stack, latency_ms=args.latency_ms), second_gateway(stack, stack.procs[0], base_root, base_env) as base:
-        sides = {"this": stack, "base": base}
-        for side in sides.values():
-            for _ in range(20):
-                requests.post(
-                    f"{side.proxy_url}/v1/chat/completions",
-                    json=body,
-                    headers={"Authorization": f"Bearer {key}"},
-                    timeout=10,
-                )
-            burst(side, key, body, 32, 2)
+    roots = {"this": stack.root, "base": base_root}
+    envs = {"this": stack.env, "base": base_env}
+    with running(stack, latency_ms=args.latency_ms, gateway=False):
         print(
             f"this checkout ({stack.root}) against base ({base_root}): {stack.describe()}, "
             f"{'streamed' if args.stream else 'plain'} requests, mock at {args.latency_ms:g} ms, "
@@ -155,7 +162,9 @@ def main() -> None:
             for round_number in range(args.rounds):
                 order = ["this", "base"] if round_number % 2 else ["base", "this"]
                 for name in order:
-                    runs[name].append(burst(sides[name], key, body, connections, args.seconds))
+                    with gateway(stack, stack.procs[0], name, roots[name], envs[name]) as side:
+                        warm(side, key, body)
+                        runs[name].append(burst(side, key, body, connections, args.seconds))
             print(f"concurrency {connections}:")
             print("\n".join(report(runs)), end="\n\n", flush=True)
 

@@ -135,9 +135,11 @@ def running(
     chunk_delay_ms: float = 0,
     stamp_chunks: bool = False,
     green_mock: bool = False,
+    gateway: bool = True,
 ):
-    """The mock upstream and the gateway, stopped (and the work directory removed) afterwards.
-    The gateway's log goes to spendplane-bench-gateway.log in the temporary directory.
+    """The mock upstream and (unless `gateway=False`) the gateway, stopped (and the work directory
+    removed) afterwards. The gateway's log goes to spendplane-bench-gateway.log in the temporary
+    directory.
     `green_mock` runs the mock on greenlets: a thousand streams cost it far less CPU than a
     thousand threads, leaving the two cores to what is measured."""
     mock_port = stack.mock_url.rsplit(":", 1)[1]
@@ -147,18 +149,20 @@ def running(
         mock += ["--chunk-delay-ms", str(chunk_delay_ms)]
     if stamp_chunks:
         mock.append("--stamp-chunks")
-    stack.procs = [
-        subprocess.Popen(mock, cwd=ROOT, env=stack.env, stdout=subprocess.DEVNULL),
-        subprocess.Popen(
-            _server_command(stack),
-            cwd=stack.root,
-            env=stack.env,
-            stderr=open(Path(tempfile.gettempdir()) / "spendplane-bench-gateway.log", "w"),  # noqa: SIM115
-        ),
-    ]
+    stack.procs = [subprocess.Popen(mock, cwd=ROOT, env=stack.env, stdout=subprocess.DEVNULL)]
+    if gateway:
+        stack.procs.append(
+            subprocess.Popen(
+                _server_command(stack),
+                cwd=stack.root,
+                env=stack.env,
+                stderr=open(Path(tempfile.gettempdir()) / "spendplane-bench-gateway.log", "w"),  # noqa: SIM115
+            )
+        )
     try:
         wait_up(f"{stack.mock_url}/v1/models")
-        wait_up(f"{stack.proxy_url}/healthz")
+        if gateway:
+            wait_up(f"{stack.proxy_url}/healthz")
         yield stack
     finally:
         for proc in stack.procs:
