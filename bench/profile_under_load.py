@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--top", type=int, default=60)
+    parser.add_argument("--stream", action="store_true", help="streamed requests (the mock sends 16 chunks)")
     parser.add_argument("--save", type=Path, help="copy py-spy's raw stacks (one file a worker) into this folder")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -83,6 +84,7 @@ def main() -> None:
         "model": "gpt-4o-mini",
         "messages": [{"role": "user", "content": "Summarise our usage this week in one line."}],
         "max_tokens": 16,
+        "stream": args.stream,
     }
     script = stack.workdir / "load.lua"
     script.write_text(
@@ -105,7 +107,10 @@ def main() -> None:
             args.save.mkdir(parents=True, exist_ok=True)
             for out in sampled:
                 shutil.copy(out, args.save / out.name)
-    print(f"{stack.describe()}, wrk at {args.connections} connections: {served.group(1) if served else '?'} req/s\n")
+    kind = "streamed" if args.stream else "plain"
+    print(
+        f"{stack.describe()}, wrk at {args.connections} connections, {kind}: {served.group(1) if served else '?'} req/s\n"
+    )
     print(report)
 
 
