@@ -108,9 +108,8 @@ def main() -> None:
             for out in sampled:
                 shutil.copy(out, args.save / out.name)
     kind = "streamed" if args.stream else "plain"
-    print(
-        f"{stack.describe()}, wrk at {args.connections} connections, {kind}: {served.group(1) if served else '?'} req/s\n"
-    )
+    rate = served.group(1) if served else "?"
+    print(f"{stack.describe()}, wrk at {args.connections} connections, {kind}: {rate} req/s\n")
     print(report)
 
 
