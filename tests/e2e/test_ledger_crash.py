@@ -1,11 +1,12 @@
-"""A gateway process killed after a response went out but before its ledger row committed: the
-row is not lost. The outbox segment it left is replayed, once, and the budget settles exactly."""
+"""A gateway process killed after responses went out but before their ledger rows committed: no
+row is lost. The outbox segment it left is replayed, once, and the budget settles exactly."""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -51,10 +52,11 @@ def test_a_process_killed_before_its_row_commits_loses_nothing(start_gateway, al
 
     with psycopg.connect(_database_url().replace("postgres://", "postgresql://")) as blocker:
         blocker.execute(f"LOCK TABLE {UsageEvent._meta.db_table} IN EXCLUSIVE MODE")  # inserts now wait
-        answered = chat(gateway, alice, "answered, then the process dies")
-        assert answered.status_code == 200
-        request_id = answered.headers["x-request-id"]
-        assert request_id in spool.outbox_request_ids()
+        with ThreadPoolExecutor(10) as pool:
+            answered = list(pool.map(lambda i: chat(gateway, alice, f"answered {i}, then the process dies"), range(10)))
+        assert [r.status_code for r in answered] == [200] * 10
+        request_ids = {r.headers["x-request-id"] for r in answered}
+        assert request_ids <= spool.outbox_request_ids()  # ten entries, appended concurrently to the outbox
         gateway.kill()
         # The dead process's statement still waits in its server backend; end it uncommitted, as
         # a crash before the commit reached the database would.
@@ -65,16 +67,16 @@ def test_a_process_killed_before_its_row_commits_loses_nothing(start_gateway, al
         )
         blocker.rollback()
 
-    assert not UsageEvent.objects.filter(request_id=request_id).exists()
-    assert BudgetReservation.objects.filter(request_id=request_id).exists()
+    assert not UsageEvent.objects.filter(request_id__in=request_ids).exists()
+    assert BudgetReservation.objects.filter(request_id__in=request_ids).count() == 10
     old = time.time() - spool.OUTBOX_STALE_SECONDS - 1
     for segment in tmp_path.glob("outbox-*.jsonl"):
         os.utime(segment, (old, old))
     call_command("replay_ledger_spool")
     call_command("replay_ledger_spool")  # twice: still one row
-    row = UsageEvent.objects.get(request_id=request_id)
-    assert (row.status_code, row.completion_tokens) == (200, 6)
-    assert UsageEvent.objects.count() == 2
+    rows = UsageEvent.objects.filter(request_id__in=request_ids)
+    assert sorted((row.status_code, row.completion_tokens) for row in rows) == [(200, 6)] * 10
+    assert UsageEvent.objects.count() == 11
     assert not BudgetReservation.objects.exists()
     counter = BudgetCounter.objects.get(tenant=alice.tenant, scope="tenant")
     assert counter.spent() == sum(r.cost_usd for r in UsageEvent.objects.all())
