@@ -20,23 +20,6 @@ _lock = threading.Lock()
 POOL_SIZE = 128
 
 
-def session_for(upstream: Upstream) -> requests.Session:
-    key = upstream.base_url
-    session = _sessions.get(key)
-    if session is None:
-        with _lock:
-            session = _sessions.get(key)
-            if session is None:
-                session = requests.Session()
-                # Retries are the gateway's decision, never urllib3's: a silent retry double-bills.
-                adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
-                session.mount("http://", adapter)
-                session.mount("https://", adapter)
-                session.trust_env = False
-                _sessions[key] = session
-    return session
-
-
 class _HTTPConnection(urllib3.connection.HTTPConnection):
     @property
     def is_connected(self) -> bool:
@@ -48,6 +31,39 @@ class _HTTPSConnection(urllib3.connection.HTTPSConnection):
     is_connected = _HTTPConnection.is_connected
 
 
+class _HTTPConnectionPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter, whose pools reuse a connection after the cheap check above."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPConnectionPool, "https": _HTTPSConnectionPool}
+
+
+def session_for(upstream: Upstream) -> requests.Session:
+    key = upstream.base_url
+    session = _sessions.get(key)
+    if session is None:
+        with _lock:
+            session = _sessions.get(key)
+            if session is None:
+                session = requests.Session()
+                # Retries are the gateway's decision, never urllib3's: a silent retry double-bills.
+                adapter = _Adapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
+                session.trust_env = False
+                _sessions[key] = session
+    return session
+
+
 _routes: dict[str, tuple[urllib3.HTTPConnectionPool, str]] = {}
 
 
@@ -57,7 +73,6 @@ def _pool_and_path(upstream: Upstream, url: str) -> tuple[urllib3.HTTPConnection
     found = _routes.get(url)
     if found is None or found[0].pool is None:
         pool = session_for(upstream).get_adapter(url).poolmanager.connection_from_url(url)
-        pool.ConnectionCls = _HTTPSConnection if pool.scheme == "https" else _HTTPConnection
         found = _routes[url] = (pool, urllib3.util.parse_url(url).request_uri)
     return found
 

@@ -66,6 +66,9 @@ def test_a_live_keep_alive_connection_is_reused(mock_upstream):
         assert post(target, body).status == 200
     assert pool.num_connections - before <= 1
     assert any(isinstance(conn, upstreams._HTTPConnection) for conn in pool.pool.queue)
+    # requests' own calls on the session (not the proxy's fast path) share the pool and its check
+    assert upstreams.session_for(target).post(f"{target.openai_base}/chat/completions", data=body).ok
+    assert pool.num_connections - before <= 1
 
 
 def test_a_connection_the_provider_closed_is_replaced_not_used():
