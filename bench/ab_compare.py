@@ -30,14 +30,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shutil
-import signal
 import statistics
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import requests
-from harness import _server_command, cpu_by_group, free_port, prepare, running, seed_tenant, wait_up
+from harness import cpu_by_group, cpu_ms_per_request, free_port, prepare, running, seed_tenant, start_gateway, stop
 from proxy_overhead import run_wrk
 
 MESSAGE = [{"role": "user", "content": "Summarise our usage this week in one line."}]
@@ -54,7 +52,7 @@ METRICS = [
 
 @contextlib.contextmanager
 def gateway(stack, mock_proc, name: str, root: Path, env: dict[str, str]):
-    """The gunicorn of the checkout at `root`, on a port and spool of its own, warmed up."""
+    """The gunicorn of the checkout at `root`, on a port and spool of its own."""
     port = free_port()
     env = {
         **env,
@@ -62,19 +60,11 @@ def gateway(stack, mock_proc, name: str, root: Path, env: dict[str, str]):
         "SPENDPLANE_LEDGER_SPOOL_DIR": str(stack.workdir / f"{name}-spool"),
     }
     side = replace(stack, env=env, proxy_url=f"http://127.0.0.1:{port}", procs=[], root=root)
-    log = open(stack.workdir / f"{name}-gateway.log", "a")  # noqa: SIM115
-    gunicorn = subprocess.Popen(_server_command(side), cwd=side.root, env=env, stderr=log)
-    side.procs = [mock_proc, gunicorn]
+    side.procs = [mock_proc, start_gateway(side, stack.workdir / f"{name}-gateway.log")]
     try:
-        wait_up(f"{side.proxy_url}/healthz")
         yield side
     finally:
-        gunicorn.send_signal(signal.SIGTERM)
-        try:
-            gunicorn.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            gunicorn.kill()
-        log.close()
+        stop(side.procs[1:])
 
 
 def warm(side, key: str, body: dict) -> None:
@@ -95,8 +85,7 @@ def burst(stack, key: str, body: dict, connections: int, seconds: int) -> dict:
         duration=seconds,
         workdir=stack.workdir,
     )
-    after = cpu_by_group(stack)
-    per_request = {name: (after[name] - before[name]) * 1000 / max(result["requests"], 1) for name in after}
+    per_request = cpu_ms_per_request(before, cpu_by_group(stack), result["requests"])
     result["cpu_web"] = per_request["web"]
     result["cpu_gateway"] = per_request["web"] + per_request["postgres"] + per_request["redis"]
     result["cpu_mock"] = per_request["mock"]

@@ -150,29 +150,42 @@ def running(
     if stamp_chunks:
         mock.append("--stamp-chunks")
     stack.procs = [subprocess.Popen(mock, cwd=ROOT, env=stack.env, stdout=subprocess.DEVNULL)]
-    if gateway:
-        stack.procs.append(
-            subprocess.Popen(
-                _server_command(stack),
-                cwd=stack.root,
-                env=stack.env,
-                stderr=open(Path(tempfile.gettempdir()) / "spendplane-bench-gateway.log", "w"),  # noqa: SIM115
-            )
-        )
     try:
         wait_up(f"{stack.mock_url}/v1/models")
         if gateway:
-            wait_up(f"{stack.proxy_url}/healthz")
+            stack.procs.append(start_gateway(stack, Path(tempfile.gettempdir()) / "spendplane-bench-gateway.log"))
         yield stack
     finally:
-        for proc in stack.procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in stack.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(stack.procs)
         shutil.rmtree(stack.workdir, ignore_errors=True)
+
+
+def start_gateway(stack: Stack, log: Path) -> subprocess.Popen:
+    """The gateway of the checkout at `stack.root`, its stderr appended to `log`, once it answers."""
+    with open(log, "a") as handle:
+        proc = subprocess.Popen(_server_command(stack), cwd=stack.root, env=stack.env, stderr=handle)
+    try:
+        wait_up(f"{stack.proxy_url}/healthz")
+    except BaseException:
+        stop([proc])
+        raise
+    return proc
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM (the gateway flushes its ledger writer), then a kill for whatever is still up after 20 s."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def cpu_ms_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    """CPU milliseconds per request by process group, from two `cpu_by_group` readings."""
+    return {name: (after[name] - before[name]) * 1000 / max(requests, 1) for name in after}
 
 
 def _server_command(stack: Stack) -> list[str]:

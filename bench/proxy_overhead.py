@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import requests
-from harness import cpu_by_group, prepare, running, seed_tenant
+from harness import cpu_by_group, cpu_ms_per_request, prepare, running, seed_tenant
 
 LUA = """
 wrk.method = "POST"
@@ -121,9 +121,7 @@ def main() -> None:
                 cpu_before = cpu_by_group(stack)
                 p = run_wrk(proxied, body, key=key, connections=connections, duration=args.duration, workdir=workdir)
                 cpu_after = cpu_by_group(stack)
-                p["cpu_ms"] = {
-                    name: (cpu_after[name] - cpu_before[name]) * 1000 / max(p["requests"], 1) for name in cpu_after
-                }
+                p["cpu_ms"] = cpu_ms_per_request(cpu_before, cpu_after, p["requests"])
                 sent_through_proxy += p["requests"]
                 rows.append((stream, connections, d, p))
         time.sleep(1)
