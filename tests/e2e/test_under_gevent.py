@@ -17,12 +17,16 @@ from django.db import connection
 
 from tests.e2e.conftest import ROOT, _database_url
 
-PSYCOPG_SCRIPT = r"""
-import json, sys, time
+# What gunicorn's gevent worker does before it loads the app (its patch step), then the script.
+WORKER_PATCHING = """
 from spendplane.gevent_worker import GeventWorker
 worker = object.__new__(GeventWorker)
 worker.sockets = []
 worker.patch()
+"""
+
+PSYCOPG_SCRIPT = r"""
+import json, sys, time
 
 import gevent, psycopg, psycopg.waiting
 from psycopg import errors, generators
@@ -60,10 +64,6 @@ print(json.dumps(seen))
 
 REDIS_SCRIPT = r"""
 import json, sys
-from spendplane.gevent_worker import GeventWorker
-worker = object.__new__(GeventWorker)
-worker.sockets = []
-worker.patch()
 
 import django, gevent, redis
 django.setup()
@@ -95,7 +95,8 @@ print(json.dumps(seen, default=str))
 
 
 def run_patched(script: str, url: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", script, url], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    program = WORKER_PATCHING + script
+    done = subprocess.run([sys.executable, "-c", program, url], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
