@@ -6,7 +6,7 @@
   out, the entry waits here until its row commits; a process killed in between leaves the file
   behind. Each process appends its entries, one JSON line each, to a segment file, and removes
   the segment once no entry in it waits: one append per request instead of creating and
-  removing a file per request (on this machine's ext4, 30 µs to 1 ms of CPU a file).
+  removing a file per request (bench/outbox_cost.py: 18 against 68 µs of CPU per entry).
 
 Replaying is idempotent on `request_id`, so a row is never lost and never counted twice. Each web
 process replays its own spool in a background thread; `manage.py replay_ledger_spool` (and the
