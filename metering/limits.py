@@ -8,7 +8,6 @@ embedded default keeps them in process, which is exact for its single server pro
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from spendplane import fastjson
 from tenants.models import EVERY_SUBJECT, Scope
 from tenants.principal import Principal
 
@@ -93,12 +93,12 @@ def loop_rule_for(principal: Principal, *, end_user: str, body: dict) -> LoopRul
     if not principal.loop_max_repeats:
         return None
     who = end_user or f"key:{principal.key_id}"
-    fingerprint = json.dumps(
+    fingerprint = fastjson.dumps(
         [body.get("model"), body.get("messages"), body.get("tools"), body.get("system"), body.get("input")],
         sort_keys=True,
         default=str,
     )
-    digest = hashlib.sha256(f"{who}\x00{fingerprint}".encode()).hexdigest()[:32]
+    digest = hashlib.sha256(who.encode() + b"\x00" + fingerprint).hexdigest()[:32]
     return LoopRule(who, digest, principal.loop_max_repeats, principal.loop_window_seconds)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,6 +11,8 @@ from decimal import Decimal
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+
+from spendplane import fastjson
 
 from .budgets import SPEND_SHARDS, budget_settle, hot_cursor, note_settled
 from .models import BudgetReservation, BudgetSpend, UsageEvent
@@ -173,7 +174,7 @@ def _record_on_postgresql(entries: Sequence[LedgerEntry], *, shard: int) -> int:
     for entry in entries:
         values = {**_row(entry), "recorded_at": recorded_at}
         rows.append({column: values[attname] for attname, column in columns})
-    payload = json.dumps(rows, default=_json_value)
+    payload = fastjson.dumps(rows, default=_json_value).decode()
     with hot_cursor() as cursor:
         cursor.execute(_record_sql(), [payload, shard % SPEND_SHARDS])
         inserted, _settled = cursor.fetchone()

@@ -29,6 +29,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from spendplane import fastjson
+
 from .pricing import Rates, Usage
 from .services import LedgerEntry, usage_record
 
@@ -166,7 +168,7 @@ _outbox = _Outbox()
 def outbox_write(entry: LedgerEntry) -> OutboxSegment:
     """Keep the entry on local disk until its row commits. No fsync: this guards against the
     process dying (the page cache survives it), not the machine; the spool fsyncs."""
-    return _outbox.add(json.dumps(_encode(entry)).encode() + b"\n")
+    return _outbox.add(fastjson.dumps(_encode(entry)) + b"\n")
 
 
 def outbox_done(segment: OutboxSegment, *, kept: bool) -> None:
@@ -192,7 +194,7 @@ def _segment_entries(path: Path) -> list[LedgerEntry | None]:
     entries: list[LedgerEntry | None] = []
     for line in lines:
         try:
-            entries.append(_decode(json.loads(line)))
+            entries.append(_decode(fastjson.loads(line)))
         except (ValueError, TypeError, KeyError):
             entries.append(None)
     return entries

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 from metering.pricing import Usage
+from spendplane import fastjson
 
 
 def _int(value) -> int:
@@ -86,7 +86,7 @@ class OpenAIStreamTracker:
             self._pending.append(data)
             return event
         try:
-            chunk = json.loads(data)
+            chunk = fastjson.loads(data)
         except ValueError:
             return event
         if not isinstance(chunk, dict):
@@ -103,7 +103,7 @@ class OpenAIStreamTracker:
         if not chunk.get("choices"):
             return None
         chunk = {key: value for key, value in chunk.items() if key != "usage"}
-        return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+        return b"data: " + fastjson.dumps(chunk) + b"\n\n"
 
     @property
     def text(self) -> str:
@@ -111,7 +111,7 @@ class OpenAIStreamTracker:
         for item in self._pending:
             if isinstance(item, bytes):
                 try:
-                    item = json.loads(item)
+                    item = fastjson.loads(item)
                 except ValueError:
                     continue
             if isinstance(item, dict):
@@ -151,7 +151,7 @@ class AnthropicStreamTracker:
         if data is None:
             return event
         try:
-            payload = json.loads(data)
+            payload = fastjson.loads(data)
         except ValueError:
             return event
         kind = payload.get("type") if isinstance(payload, dict) else None

@@ -4,7 +4,6 @@ forward, settle and record. Views only pick the endpoint and return what `handle
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -35,7 +34,7 @@ from metering.spool import OutboxSegment, outbox_done, outbox_write, spool_write
 from tenants.auth import key_lookup, raw_key_from_headers, touch_last_used
 from tenants.principal import Principal
 
-from . import formats, metrics, security, upstreams, validation
+from . import fastjson, formats, metrics, security, upstreams, validation
 from .errors import ProxyError
 from .log_format import request_id_var
 
@@ -485,7 +484,7 @@ def _upstream_request(call: ProxyCall, request) -> tuple[str, dict, bytes]:
         headers = upstreams.openai_headers(upstream)
         if call.stream:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-    return url, headers, json.dumps(body, ensure_ascii=False).encode()
+    return url, headers, fastjson.dumps(body)
 
 
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -595,7 +594,7 @@ def _upstream_error(call: ProxyCall, response: urllib3.BaseHTTPResponse) -> Prox
     """The provider's own error, relayed with its status and message in the client's format."""
     try:
         content = response.data
-        payload = json.loads(content) if content else {}
+        payload = fastjson.loads(content) if content else {}
     except (ValueError, HTTPError, OSError):
         payload = {}
     finally:
@@ -635,7 +634,7 @@ def _forward(request, call: ProxyCall) -> HttpResponse:
     upstream_response = _send(call, request, stream=False)
     content = upstream_response.data
     try:
-        data = json.loads(content)
+        data = fastjson.loads(content)
         if not isinstance(data, dict):
             raise ValueError("not an object")
     except ValueError:
@@ -740,9 +739,9 @@ def _stream_error_event(call: ProxyCall) -> bytes:
     message = f"The upstream provider '{call.upstream.name}' ended the stream early."
     if call.anthropic:
         body = {"type": "error", "error": {"type": "api_error", "message": message}}
-        return b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
+        return b"event: error\ndata: " + fastjson.dumps(body) + b"\n\n"
     body = {"error": {"message": message, "type": "api_error", "code": "upstream_stream_cut", "param": None}}
-    return b"data: " + json.dumps(body).encode() + b"\n\n"
+    return b"data: " + fastjson.dumps(body) + b"\n\n"
 
 
 def _settle_stream(call: ProxyCall, tracker, outcome: str) -> None:

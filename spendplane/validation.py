@@ -7,10 +7,9 @@ passed through untouched.
 
 from __future__ import annotations
 
-import json
-
 from django.conf import settings
 
+from . import fastjson
 from .errors import ProxyError, bad_request
 
 MAX_OUTPUT_TOKENS = 1_000_000
@@ -24,7 +23,7 @@ def parse_json_object(raw: bytes) -> dict:
     if not text.strip():
         raise bad_request("The request body is empty; send a JSON object.", code="invalid_body")
     try:
-        body = json.loads(text)
+        body = fastjson.loads(text, strict=True)
     except ValueError as exc:
         raise bad_request(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
     if not isinstance(body, dict):
