@@ -251,6 +251,13 @@ def hot_cursor():
     return getattr(connection, "bound_cursor", connection.cursor)()
 
 
+def borrowed_cursor():
+    """For one autocommit statement: a cursor on a pooled connection borrowed just for it where the
+    backend has one (`spendplane.postgresql`), else `hot_cursor()`."""
+    borrow = getattr(connection, "borrowed_cursor", None)
+    return borrow() if borrow is not None else hot_cursor()
+
+
 def _array_literal(values) -> str:
     """A PostgreSQL array of integers or decimals (None is NULL), as text. psycopg's list dumper
     inspects every element in Python; a string goes as it is and the statement casts it."""
@@ -262,7 +269,7 @@ def _reserve_in_one_call(principal, request_id, rules, amount, at, expires) -> A
     locks, sums in a fresh snapshot, checks every hard budget and inserts the reservations."""
     counter_ids = [_counter_id(principal.tenant_id, rule, principal.tenant_timezone, at) for rule in rules]
     limits = [rule.limit_usd if rule.hard else None for rule in rules]
-    with hot_cursor() as cursor:
+    with borrowed_cursor() as cursor:
         cursor.execute(
             "SELECT ok, failed_rule, figure FROM spendplane_reserve(%s, %s::bigint[], %s::numeric[], %s, %s, %s)",
             [request_id, _array_literal(counter_ids), _array_literal(limits), amount, at, expires],

@@ -10,6 +10,7 @@ drops the connection.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 from django.db.backends.postgresql import base
 from psycopg_pool import ConnectionPool
@@ -34,6 +35,24 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self.ensure_connection()
         with self.wrap_database_errors:
             return self._prepare_cursor(base.ServerBindingCursor(self.connection))
+
+    @contextmanager
+    def borrowed_cursor(self):
+        """A server-binding cursor for one autocommit statement, on a connection borrowed from the
+        pool and given back as soon as the statement is read. Django's connection set-up and
+        tear-down for a request (ensure_connection, autocommit, the pool check, close) cost a
+        worker more than the statement itself; a thread that already holds a connection, or is
+        in a transaction, uses its own instead of taking a second one."""
+        pool = self.pool
+        if pool is None or self.connection is not None or self.in_atomic_block:
+            with self.bound_cursor() as cursor:
+                yield cursor
+            return
+        with self.wrap_database_errors:
+            if pool.closed:
+                pool.open()
+            with pool.connection() as conn, base.ServerBindingCursor(conn) as cursor:
+                yield cursor
 
     @property
     def pool(self):
