@@ -18,6 +18,7 @@ from django.utils import timezone
 from metering.models import MarginReport, UsageEvent, UsageRollup
 from metering.pricing import Rates, Usage
 from metering.services import LedgerEntry, usage_record
+from tenants.models import Tenant
 from tests.e2e.conftest import ROOT, _database_url, needs_redis
 
 pytestmark = [pytest.mark.django_db(transaction=True), needs_redis]
@@ -61,6 +62,8 @@ def wait_for(predicate, timeout=30.0):
 def test_a_real_worker_rolls_up_the_ledger_and_writes_margin_reports(worker, alice):
     rates = Rates(Decimal("1"), Decimal("2"), Decimal("1"), Decimal("1"), "test")
     created = timezone.now() - timedelta(hours=2)
+    # The tenant existed before its usage (run between 00:00 and 02:00 UTC, `created` is yesterday).
+    Tenant.objects.filter(pk=alice.tenant.pk).update(created_at=created - timedelta(days=1))
     for i in range(25):
         usage_record(
             entry=LedgerEntry(
