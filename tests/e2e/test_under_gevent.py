@@ -3,7 +3,9 @@
 psycopg (which notices gevent's patching and waits through gevent): statements cooperate, large
 ones are written whole, its timeout holds and a connection the server ends raises instead of
 hanging. The limit store's Redis connections (metering/limits.py): the pool's check on each
-connection it hands out, run without gevent's poll, still tells idle from unread from closed."""
+connection it hands out, run without gevent's poll, still tells idle from unread from closed. A
+socket's `sendall` with the worker's one-send-first path: small and large payloads arrive whole
+and in order, its timeout holds, and TLS sockets still encrypt."""
 
 from __future__ import annotations
 
@@ -92,6 +94,82 @@ pool.release(conn)
 seen["pong_after"] = counters.client.ping()
 print(json.dumps(seen, default=str))
 """
+
+SENDALL_SCRIPT = r"""
+import datetime, json, socket, ssl, tempfile, time
+
+import gevent, gevent.socket
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+seen = {"one_send_first": getattr(gevent.socket.socket.sendall, "sends_once_first", False)}
+
+writer, reader = socket.socketpair()
+writer.sendall(b"x" * 1000)
+seen["small"] = len(reader.recv(4096))
+
+payload = bytes(range(256)) * 40_000  # 10 MB: far more than one send takes
+def read_slowly(sock, size):
+    got = bytearray()
+    while len(got) < size:
+        gevent.sleep(0.001)
+        got += sock.recv(1 << 16)
+    return bytes(got)
+receiving = gevent.spawn(read_slowly, reader, len(payload))
+writer.sendall(payload)
+receiving.join(20)
+seen["large_whole_and_in_order"] = receiving.value == payload
+seen["memoryview"] = (writer.sendall(memoryview(b"abc")), reader.recv(10))[1].decode()
+
+stuck, _never_read = socket.socketpair()
+stuck.settimeout(0.3)
+started = time.monotonic()
+try:
+    stuck.sendall(b"y" * (64 << 20))
+except socket.timeout:
+    seen["timed_out_after"] = time.monotonic() - started
+
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256()))
+with tempfile.NamedTemporaryFile(suffix=".pem") as pem:
+    pem.write(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()))
+    pem.flush()
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(pem.name)
+listener = socket.create_server(("127.0.0.1", 0))
+def serve_tls():
+    conn, _ = listener.accept()
+    with server_context.wrap_socket(conn, server_side=True) as tls:
+        return read_slowly(tls, len(payload) + 5)
+served = gevent.spawn(serve_tls)
+client_context = ssl.create_default_context()
+client_context.check_hostname = False
+client_context.verify_mode = ssl.CERT_NONE
+with client_context.wrap_socket(socket.create_connection(listener.getsockname())) as tls:
+    tls.sendall(b"hello")
+    tls.sendall(payload)
+    served.join(20)
+seen["tls_decrypts"] = served.value == b"hello" + payload
+print(json.dumps(seen))
+"""
+
+
+def test_sendall_sends_once_first_and_keeps_order_timeouts_and_tls():
+    seen = run_patched(SENDALL_SCRIPT, "")
+    assert seen["one_send_first"] is True
+    assert seen["small"] == 1000
+    assert seen["large_whole_and_in_order"] is True
+    assert seen["memoryview"] == "abc"
+    assert 0.25 <= seen.get("timed_out_after", -1) < 2.0
+    assert seen["tls_decrypts"] is True, "a TLS socket's bytes went out unencrypted or out of order"
 
 
 def run_patched(script: str, url: str) -> dict:
