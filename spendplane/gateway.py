@@ -37,6 +37,7 @@ from tenants.principal import Principal
 from . import fastjson, formats, metrics, security, upstreams, validation
 from .errors import ProxyError
 from .log_format import request_id_var
+from .stream_watch import stream_watch
 
 logger = logging.getLogger("spendplane.gateway")
 
@@ -710,9 +711,13 @@ def _relay(call: ProxyCall, upstream_response: urllib3.BaseHTTPResponse, tracker
     """Relay events as they arrive; whatever ends the stream, record it exactly once."""
     outcome = "cut"
     buffer = b""
+    connection = upstream_response.connection
+    watched = stream_watch.watch(connection.sock if connection is not None else None)
     try:
         try:
             for chunk in upstream_response.stream(_STREAM_READ_BYTES, decode_content=False):
+                if watched is not None:
+                    watched.last_read = time.monotonic()
                 events, buffer = formats.split_sse_events(buffer + chunk)
                 # What one read brought goes out in one write.
                 relayed = [out for event in events if (out := tracker.relay(event)) is not None]
@@ -724,13 +729,21 @@ def _relay(call: ProxyCall, upstream_response: urllib3.BaseHTTPResponse, tracker
             if tracker.done:
                 outcome = "complete"
         except (HTTPError, OSError) as exc:
-            logger.warning("upstream stream for %s broke: %s", call.request_id, exc.__class__.__name__)
+            if watched is not None and watched.expired:
+                logger.warning(
+                    "upstream stream for %s sent nothing for %s s (its read timeout); ended it",
+                    call.request_id,
+                    watched.timeout,
+                )
+            else:
+                logger.warning("upstream stream for %s broke: %s", call.request_id, exc.__class__.__name__)
         if outcome == "cut":
             yield _stream_error_event(call)
     except GeneratorExit:
         outcome = "client_disconnected"
         raise
     finally:
+        stream_watch.forget(watched)
         upstreams.finish(upstream_response, consumed=outcome == "complete")
         _settle_stream(call, tracker, outcome)
 

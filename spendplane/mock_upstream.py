@@ -3,7 +3,8 @@
 Realistic usage blocks (cached and reasoning tokens included), SSE streaming over chunked
 transfer encoding, a configurable delay, and fault modes. A fault is chosen for every request
 (`--fault`) or for one request by writing `MOCK_FAULT=<mode>` in its last message, where mode is
-one of: 500, 503, 429, 400, timeout (sleeps MOCK_SLEEP=<s>, default 3), malformed, cut, nousage.
+one of: 500, 503, 429, 400, timeout (sleeps MOCK_SLEEP=<s>, default 3, before answering), stall
+(a stream sleeps as long halfway through, then ends normally), malformed, cut, nousage.
 `MOCK_FAIL_FIRST=<n>` beside a fault applies it only to the first n requests carrying the same
 last message, so a retry can succeed. `MOCK_LATENCY_MS=<ms>` delays one answer;
 `MOCK_CHUNK_DELAY_MS=<ms>` slows one stream; `MOCK_REPLY_TOKENS=<n>` lengthens a reply past the
@@ -63,6 +64,10 @@ _WORDS = [
 DEFAULT_REPLY_TOKENS = 24
 REASONING_TOKENS = 64
 EMBEDDING_DIMENSIONS = 8
+
+
+def _sleep_seconds(body: dict) -> float:
+    return float(re.search(r"MOCK_SLEEP=([\d.]+)", _last_text(body) + " MOCK_SLEEP=3").group(1))
 
 
 def _last_text(body: dict) -> str:
@@ -220,7 +225,7 @@ class MockHandler(BaseHTTPRequestHandler):
                 400, "The mock provider rejected this request.", "invalid_request_error", anthropic=anthropic
             )
         if fault == "timeout":
-            time.sleep(float(re.search(r"MOCK_SLEEP=([\d.]+)", _last_text(body) + " MOCK_SLEEP=3").group(1)))
+            time.sleep(_sleep_seconds(body))
         if fault == "malformed":
             data = b'{"id": "broken", "choices": [ this is not json'
             self.send_response(200)
@@ -299,6 +304,8 @@ class MockHandler(BaseHTTPRequestHandler):
         for position, word in enumerate(words):
             if fault == "cut" and position == len(words) // 2:
                 return self._cut()
+            if fault == "stall" and position == len(words) // 2:
+                time.sleep(_sleep_seconds(body))
             piece = word if position == 0 else " " + word
             self._chunk(event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}]))
         self._chunk(event([{"index": 0, "delta": {}, "finish_reason": "stop"}]))
@@ -378,6 +385,8 @@ class MockHandler(BaseHTTPRequestHandler):
         for position, word in enumerate(words):
             if fault == "cut" and position == len(words) // 2:
                 return self._cut()
+            if fault == "stall" and position == len(words) // 2:
+                time.sleep(_sleep_seconds(body))
             piece = word if position == 0 else " " + word
             self._chunk(
                 event(

@@ -1,6 +1,7 @@
 """The production server (gunicorn's gevent worker, spendplane/gunicorn.conf.py) as a client sees
 it: many slow requests at once without a thread each, a stop that finishes what is in flight and
-does not wait for idle keep-alive clients."""
+does not wait for idle keep-alive clients, a provider stream's read timeout kept per quiet gap
+(spendplane/stream_watch.py)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from metering.models import UsageEvent
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def chat(url: str, person, content: str, *, session=None, stream: bool = False) -> requests.Response:
+def chat(url: str, person, content: str, *, session=None, stream: bool = False, **fields) -> requests.Response:
     return (session or requests).post(
         f"{url}/v1/chat/completions",
-        json={"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": content}]},
+        json={"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": content}], **fields},
         headers={"Authorization": f"Bearer {person.raw_key}"},
         timeout=60,
         stream=stream,
@@ -55,3 +56,28 @@ def test_a_stop_finishes_an_open_stream_and_does_not_wait_for_idle_keep_alive_cl
     took = time.monotonic() - stopped_at
     assert took < 10, f"the stop took {took:.1f} s (graceful_timeout is 30 s: something idle held it)"
     assert UsageEvent.objects.filter(status_code=200).count() == 2
+
+
+def test_a_stream_ends_when_its_provider_is_quiet_past_the_read_timeout_and_not_before(start_gateway, alice):
+    gateway = start_gateway(SPENDPLANE_UPSTREAM_READ_TIMEOUT="1")
+
+    # Eight chunks 0.4 s apart: 3 s in all, more than the timeout, but never quiet for that long.
+    started = time.monotonic()
+    steady = chat(gateway.url, alice, "MOCK_CHUNK_DELAY_MS=400 steady", stream=True, max_tokens=8)
+    lines = [line for line in steady.iter_lines() if line]
+    assert lines[-1] == b"data: [DONE]"
+    assert time.monotonic() - started > 2.5
+
+    # Quiet for 5 s halfway: ended within the timeout and the watcher's one-second round.
+    started = time.monotonic()
+    stalled = chat(gateway.url, alice, "MOCK_FAULT=stall MOCK_SLEEP=5 stalled", stream=True)
+    lines = [line for line in stalled.iter_lines() if line]
+    took = time.monotonic() - started
+    assert b"upstream_stream_cut" in lines[-1]
+    assert 0.9 < took < 3.5, f"the stalled stream ended after {took:.1f} s"
+    rows = UsageEvent.objects.filter(request_id=stalled.headers["x-request-id"])
+    assert [(r.status_code, r.error_type) for r in rows] == [(502, "upstream_stream_cut")]
+
+    # The gateway's connection to the provider was shut, not returned to the pool half-read.
+    after = chat(gateway.url, alice, "after the stall", stream=True)
+    assert [line for line in after.iter_lines() if line][-1] == b"data: [DONE]"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import ROUND_HALF_UP, Decimal
 
 import genai_prices
@@ -205,9 +206,14 @@ def test_an_upstream_429_is_relayed_with_retry_after(openai_client):
     assert caught.value.response.headers["retry-after"] == "1"
 
 
-def test_a_stream_cut_by_the_upstream_ends_with_an_error_and_is_recorded_estimated(openai_client):
+@pytest.mark.parametrize("fault", ["MOCK_FAULT=cut", "MOCK_FAULT=stall MOCK_SLEEP=3"])
+def test_a_stream_cut_or_stalled_by_the_upstream_ends_with_an_error_and_is_recorded_estimated(
+    openai_client, settings, fault
+):
+    settings.SPENDPLANE_UPSTREAM_READ_TIMEOUT = 0.5  # a stall is a cut once the provider is this quiet
+    started = time.monotonic()
     raw = openai_client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "MOCK_FAULT=cut please"}], stream=True
+        model="gpt-4o-mini", messages=[{"role": "user", "content": f"{fault} please"}], stream=True
     )
     with pytest.raises(openai.APIError):
         list(raw.parse())
@@ -215,6 +221,7 @@ def test_a_stream_cut_by_the_upstream_ends_with_an_error_and_is_recorded_estimat
     assert (row.status_code, row.error_type, row.usage_source) == (502, "upstream_stream_cut", "estimated")
     assert row.completion_tokens > 0
     assert row.cost_usd > 0
+    assert time.monotonic() - started < 2.5, "the stall was waited out, not timed out"
 
 
 def test_a_stream_without_provider_usage_is_recorded_with_estimated_tokens(openai_client):
