@@ -42,3 +42,21 @@ def test_the_production_server_config_warms_up_each_worker_on_gevent(monkeypatch
     matcher.matcher.cache_clear()
     config["post_worker_init"](None)
     assert matcher.matcher.cache_info().currsize == 1
+
+
+def test_the_production_server_config_raises_the_collectors_threshold(monkeypatch, tmp_path):
+    import gc
+    import runpy
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    before = gc.get_threshold()
+    try:
+        config = runpy.run_path("spendplane/gunicorn.conf.py")
+        config["post_worker_init"](None)
+        assert gc.get_threshold() == (50_000, 10, 10)
+        monkeypatch.setenv("SPENDPLANE_GC_THRESHOLD", "700,10,10")
+        config = runpy.run_path("spendplane/gunicorn.conf.py")
+        config["post_worker_init"](None)
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*before)
