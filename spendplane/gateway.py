@@ -711,8 +711,8 @@ def _relay(call: ProxyCall, upstream_response: urllib3.BaseHTTPResponse, tracker
     """Relay events as they arrive; whatever ends the stream, record it exactly once."""
     outcome = "cut"
     buffer = b""
-    connection = upstream_response.connection
-    watched = stream_watch.watch(connection.sock if connection is not None else None)
+    upstream_connection = upstream_response.connection
+    watched = stream_watch.watch(upstream_connection.sock if upstream_connection is not None else None)
     try:
         try:
             for chunk in upstream_response.stream(_STREAM_READ_BYTES, decode_content=False):
