@@ -250,6 +250,12 @@ if SPENDPLANE_REDIS_FAILURE not in ("closed", "open"):
     raise ImproperlyConfigured("SPENDPLANE_REDIS_FAILURE must be 'closed' or 'open'")
 SPENDPLANE_UPSTREAM_CONNECT_TIMEOUT = env.float("SPENDPLANE_UPSTREAM_CONNECT_TIMEOUT", default=5.0)
 SPENDPLANE_UPSTREAM_READ_TIMEOUT = env.float("SPENDPLANE_UPSTREAM_READ_TIMEOUT", default=120.0)
+# Idle keep-alive connections a process keeps per provider: as many as a worker holds requests
+# (gunicorn.conf.py's worker_connections), so a burst of streams does not end in reconnecting (a
+# TLS handshake each) and in urllib3 discarding what did not fit.
+SPENDPLANE_UPSTREAM_POOL_SIZE = env.int(
+    "SPENDPLANE_UPSTREAM_POOL_SIZE", default=env.int("SPENDPLANE_WORKER_CONNECTIONS", default=1000)
+)
 # Retries of a 429, 5xx or failed connection on one provider before its fallback route (if any).
 SPENDPLANE_UPSTREAM_RETRIES = env.int("SPENDPLANE_UPSTREAM_RETRIES", default=1)
 # A retry waits base·2^n (jittered), or the provider's Retry-After when it is at most the cap.

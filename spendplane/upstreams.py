@@ -10,6 +10,7 @@ import threading
 
 import requests
 import urllib3
+from django.conf import settings
 from requests.adapters import HTTPAdapter
 
 from metering.routing import Upstream
@@ -17,7 +18,6 @@ from spendplane.socket_checks import readable_now
 
 _sessions: dict[str, requests.Session] = {}
 _lock = threading.Lock()
-POOL_SIZE = 128
 
 
 class _HTTPConnection(urllib3.connection.HTTPConnection):
@@ -56,7 +56,9 @@ def session_for(upstream: Upstream) -> requests.Session:
             if session is None:
                 session = requests.Session()
                 # Retries are the gateway's decision, never urllib3's: a silent retry double-bills.
-                adapter = _Adapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
+                adapter = _Adapter(
+                    pool_connections=4, pool_maxsize=settings.SPENDPLANE_UPSTREAM_POOL_SIZE, max_retries=0
+                )
                 session.mount("http://", adapter)
                 session.mount("https://", adapter)
                 session.trust_env = False

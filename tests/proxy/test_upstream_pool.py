@@ -15,27 +15,37 @@ from spendplane import upstreams
 REPLY = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n{}"
 
 
-class ClosingServer:
-    """Answers one request per connection as if keeping it alive, then closes it."""
+class _Server:
+    """A provider on a local port that counts the connections it accepted; `handle` serves one."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=64)
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1"
         self.accepted = 0
-        threading.Thread(target=self._serve, daemon=True).start()
+        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _serve(self) -> None:
+    def _accept(self) -> None:
         while True:
             try:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
             self.accepted += 1
-            with conn:
-                data = b""
-                while not data.endswith(b"\r\n\r\n{}"):  # the headers and the 2-byte body
-                    data += conn.recv(65536)
-                conn.sendall(REPLY)
+            self.handle(conn)
+
+    def handle(self, conn) -> None:
+        raise NotImplementedError
+
+
+class ClosingServer(_Server):
+    """Answers one request per connection as if keeping it alive, then closes it."""
+
+    def handle(self, conn) -> None:
+        with conn:
+            data = b""
+            while not data.endswith(b"\r\n\r\n{}"):  # the headers and the 2-byte body
+                data += conn.recv(65536)
+            conn.sendall(REPLY)
 
 
 def upstream(base_url: str) -> Upstream:
@@ -83,3 +93,46 @@ def test_a_connection_the_provider_closed_is_replaced_not_used():
         server.listener.close()
     assert statuses == [200] * 4
     assert server.accepted == 4
+
+
+class SlowKeepAliveServer(_Server):
+    """Keeps every connection open and answers each request after a short delay."""
+
+    def handle(self, conn) -> None:
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn) -> None:
+        with conn:
+            data = b""
+            while True:
+                while b"\r\n\r\n{}" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                data = data.split(b"\r\n\r\n{}", 1)[1]
+                time.sleep(0.2)
+                conn.sendall(REPLY)
+
+
+def test_the_pool_keeps_as_many_connections_as_requests_were_in_flight(settings):
+    settings.SPENDPLANE_UPSTREAM_POOL_SIZE = 6
+    server = SlowKeepAliveServer()
+    target = upstream(server.url)
+
+    def burst() -> list[int]:
+        results: list[int] = []
+        threads = [threading.Thread(target=lambda: results.append(post(target).status)) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        return results
+
+    try:
+        assert burst() == [200] * 6
+        assert server.accepted == 6
+        assert burst() == [200] * 6
+        assert server.accepted == 6, "a second burst of the same size reconnected"
+    finally:
+        server.listener.close()
