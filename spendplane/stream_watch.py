@@ -18,10 +18,8 @@ import os
 import socket
 import time
 
-try:
-    from gevent.socket import socket as _gevent_socket
-except ImportError:  # gevent is in requirements.txt; without it there is nothing to watch
-    _gevent_socket = None
+import gevent
+import gevent.socket
 
 logger = logging.getLogger("spendplane.gateway")
 
@@ -52,13 +50,13 @@ class StreamWatch:
         """Take over `sock`'s timeout for the length of a stream, or None when it is not a gevent
         socket with a timeout (then its own timeout keeps applying)."""
         timeout = getattr(sock, "timeout", None)
-        if not timeout or _gevent_socket is None or not isinstance(sock, _gevent_socket):
+        if not timeout or not isinstance(sock, gevent.socket.socket):
             return None
         watched = Watched(sock, timeout)
         self.active.add(watched)
-        if self._watcher_pid != _pid():  # a forked worker starts its own
-            self._watcher_pid = _pid()
-            _spawn(self._run)
+        if self._watcher_pid != os.getpid():  # a forked worker starts its own
+            self._watcher_pid = os.getpid()
+            gevent.spawn(self._run)
         sock.settimeout(None)
         return watched
 
@@ -77,7 +75,6 @@ class StreamWatch:
         for watched in stalled:
             self.active.discard(watched)
             watched.expired = True
-        for watched in stalled:
             with contextlib.suppress(OSError):  # already closed: its read has ended anyway
                 watched.sock.shutdown(socket.SHUT_RDWR)
         return len(stalled)
@@ -89,15 +86,6 @@ class StreamWatch:
                 self.expire_stalled(time.monotonic())
             except Exception:
                 logger.exception("the stream watcher failed a round")
-
-
-_pid = os.getpid
-
-
-def _spawn(function) -> None:
-    import gevent
-
-    gevent.spawn(function)
 
 
 stream_watch = StreamWatch()
