@@ -207,15 +207,21 @@ def handle(request, endpoint: str) -> HttpResponse:
     try:
         response = _run(request, call)
     except Exception as exc:
-        error = _as_proxy_error(exc, call)
-        call.record(status=error.status, error_type=error.code or error.type)
-        response = error.response(anthropic=call.anthropic)
+        response = _error_response(exc, call)
     response["x-request-id"] = call.request_id
     for name, value in call.response_headers.items():
         response[name] = value
     if call.entry is not None:
         _write_after_sending(response, call)
     return response
+
+
+def _error_response(exc: Exception, call: ProxyCall) -> HttpResponse:
+    # Its own frame: a local holding the exception in `handle` would make a reference cycle
+    # (exception, traceback, frame) of the request's objects.
+    error = _as_proxy_error(exc, call)
+    call.record(status=error.status, error_type=error.code or error.type)
+    return error.response(anthropic=call.anthropic)
 
 
 def _as_proxy_error(exc: Exception, call: ProxyCall) -> ProxyError:
@@ -503,26 +509,32 @@ def _send(call: ProxyCall, request, *, stream: bool) -> urllib3.BaseHTTPResponse
     """The first usable response from the model's routes, in priority order, each retried per
     its provider's policy. Nothing has reached the client before this returns, so a retry never
     duplicates output; only the response that is relayed is metered."""
-    failure: _AttemptFailed | None = None
+    # The failed attempt's error and wait, never the caught exception itself: its traceback holds
+    # this frame, and the two would keep each other (and the request's objects) for the collector.
+    error: ProxyError | None = None
+    retry_after: float | None = None
     for upstream in call.upstreams:
         call.upstream = upstream
         for attempt in range(upstream.max_retries + 1):
             if attempt:
-                wait = _retry_wait(attempt, failure.retry_after)
+                wait = _retry_wait(attempt, retry_after)
                 if wait is None:
                     break
                 time.sleep(wait)
             try:
                 return _send_once(call, request, stream=stream)
             except _AttemptFailed as failed:
-                failure = failed
+                error, retry_after, retry_same = failed.error, failed.retry_after, failed.retry_same
                 metrics.UPSTREAM_ATTEMPT_FAILURES.labels(upstream.name, failed.reason).inc()
                 logger.warning(
                     "upstream %s attempt %d failed: %s", upstream.name, call.upstream_attempts, failed.reason
                 )
-                if not failed.retry_same:
-                    break
-    raise failure.error
+            if not retry_same:
+                break
+    try:
+        raise error
+    finally:
+        error = None
 
 
 def _retry_wait(attempt: int, retry_after: float | None) -> float | None:

@@ -38,6 +38,15 @@ class ProxyView(APIView):
     content_negotiation_class = _NoNegotiation
     endpoint = ""
 
+    def dispatch(self, request, *args, **kwargs):
+        response = super().dispatch(request, *args, **kwargs)
+        # DRF's request and its view point at each other, and the request at itself through its
+        # parser context. Left so, each request's objects (about 50) outlived it until the cyclic
+        # collector ran, in pauses of 15-45 ms at production's collector threshold.
+        self.request.parser_context = None
+        del self.request, self.response
+        return response
+
     @extend_schema(exclude=True)
     def post(self, request):
         return gateway.handle(request._request, self.endpoint)
