@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import urllib3
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, connection
@@ -505,7 +504,7 @@ class _AttemptFailed(Exception):
         self.error, self.reason, self.retry_same, self.retry_after = error, reason, retry_same, retry_after
 
 
-def _send(call: ProxyCall, request, *, stream: bool) -> urllib3.BaseHTTPResponse:
+def _send(call: ProxyCall, request, *, stream: bool) -> upstreams.UpstreamResponse:
     """The first usable response from the model's routes, in priority order, each retried per
     its provider's policy. Nothing has reached the client before this returns, so a retry never
     duplicates output; only the response that is relayed is metered."""
@@ -546,7 +545,7 @@ def _retry_wait(attempt: int, retry_after: float | None) -> float | None:
     return min(cap, base * random.uniform(0.5, 1.0))
 
 
-def _send_once(call: ProxyCall, request, *, stream: bool) -> urllib3.BaseHTTPResponse:
+def _send_once(call: ProxyCall, request, *, stream: bool) -> upstreams.UpstreamResponse:
     url, headers, payload = _upstream_request(call, request)
     upstream = call.upstream
     call.upstream_attempts += 1
@@ -603,7 +602,7 @@ def _retry_after_seconds(value: str | None) -> float | None:
         return float("inf")  # an HTTP date: too long to wait here, so the next route is tried
 
 
-def _upstream_error(call: ProxyCall, response: urllib3.BaseHTTPResponse) -> ProxyError:
+def _upstream_error(call: ProxyCall, response: upstreams.UpstreamResponse) -> ProxyError:
     """The provider's own error, relayed with its status and message in the client's format."""
     try:
         content = response.data
@@ -703,7 +702,7 @@ class StreamRelay:
     """The streamed body. The server calls `close()` when the response ends, is abandoned, or is
     never iterated at all; each way the upstream is closed and the request recorded once."""
 
-    def __init__(self, call: ProxyCall, upstream_response: urllib3.BaseHTTPResponse, tracker) -> None:
+    def __init__(self, call: ProxyCall, upstream_response: upstreams.UpstreamResponse, tracker) -> None:
         self.call = call
         self.upstream_response = upstream_response
         self.tracker = tracker
@@ -719,7 +718,7 @@ class StreamRelay:
             _settle_stream(self.call, self.tracker, "client_disconnected")
 
 
-def _relay(call: ProxyCall, upstream_response: urllib3.BaseHTTPResponse, tracker):
+def _relay(call: ProxyCall, upstream_response: upstreams.UpstreamResponse, tracker):
     """Relay events as they arrive; whatever ends the stream, record it exactly once."""
     outcome = "cut"
     buffer = b""

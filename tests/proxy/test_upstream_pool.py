@@ -69,7 +69,7 @@ def post(target: Upstream, body: bytes = b"{}"):
 
 def test_a_live_keep_alive_connection_is_reused(mock_upstream):
     target = upstream(mock_upstream.url + "/v1")
-    pool, _path = upstreams._pool_and_path(target, f"{target.openai_base}/chat/completions")
+    pool, _url, _start = upstreams._route(target, f"{target.openai_base}/chat/completions")
     before = pool.num_connections
     body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
     for _ in range(5):

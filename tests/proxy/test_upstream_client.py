@@ -1,0 +1,299 @@
+"""The gateway's HTTP/1.1 client for providers (spendplane/upstreams.py): answers framed every way a
+provider may frame them, arriving in whatever pieces TCP makes of them, over plain TCP and TLS;
+each failure raised as the urllib3 error the gateway maps to a client error."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+from metering.routing import Upstream
+from spendplane import upstreams
+
+BODY = b'{"model": "m"}'
+
+
+class ScriptedProvider:
+    """A provider on a local port. For each request it reads (headers and a Content-Length body)
+    it sends the next answer of `answers`: a list of byte pieces, sent with a pause between them
+    so that they arrive as separate reads. `None` as a piece closes the connection there."""
+
+    def __init__(self, answers: list[list[bytes | None]], *, tls: ssl.SSLContext | None = None, pause=0.02):
+        self.answers = list(answers)
+        self.requests: list[bytes] = []
+        self.accepted = 0
+        self.pause = pause
+        self.tls = tls
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.listener.getsockname()[1]}/v1"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self.tls:
+                try:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except ssl.SSLError:  # the client refused the certificate
+                    conn.close()
+                    continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn) -> None:
+        with conn:
+            data = b""
+            while self.answers:
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, data = data.partition(b"\r\n\r\n")
+                length = int(
+                    next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))[15:]
+                )
+                while len(data) < length:
+                    data += conn.recv(65536)
+                self.requests.append(head + b"\r\n\r\n" + data[:length])
+                data = data[length:]
+                for piece in self.answers.pop(0):
+                    if piece is None:
+                        return
+                    conn.sendall(piece)
+                    time.sleep(self.pause)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def upstream(url: str, read_timeout: float = 5) -> Upstream:
+    return Upstream(
+        name="client-test",
+        kind="openai",
+        base_url=url,
+        api_key="",
+        upstream_model="",
+        connect_timeout=2,
+        read_timeout=read_timeout,
+    )
+
+
+def post(provider: ScriptedProvider, *, stream: bool = False, read_timeout: float = 5, headers=None):
+    target = upstream(provider.url, read_timeout)
+    headers = headers or {"Content-Type": "application/json"}
+    return upstreams.post(target, f"{provider.url}/chat/completions", body=BODY, headers=headers, stream=stream)
+
+
+@pytest.fixture
+def provider_of():
+    made = []
+
+    def make(*answers, **options) -> ScriptedProvider:
+        made.append(ScriptedProvider(list(answers), **options))
+        return made[-1]
+
+    yield make
+    for provider in made:
+        provider.close()
+
+
+def test_a_sized_answer_in_pieces_is_read_whole_and_its_connection_reused(provider_of):
+    answer = [b"HTTP/1.1 200 OK\r\nContent-Ty", b"pe: application/json\r\nContent-Length: 9\r\n", b'\r\n{"ok":', b" 1}"]
+    provider = provider_of(answer, answer)
+    for _ in range(2):
+        response = post(provider)
+        assert (response.status, response.data) == (200, b'{"ok": 1}')
+        assert response.headers["content-type"] == "application/json"
+    assert provider.accepted == 1
+    port = provider.url.rsplit(":", 1)[1].split("/")[0]
+    request = provider.requests[0]
+    assert request.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
+    assert f"\r\nHost: 127.0.0.1:{port}\r\n".encode() in request
+    assert b"\r\nContent-Type: application/json\r\n" in request
+    assert request.endswith(b"\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY)
+
+
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def test_a_chunked_answer_is_relayed_as_it_arrives_and_its_connection_reused(provider_of):
+    pieces = [
+        CHUNKED_HEAD,
+        b"7;ext=1\r\ndata: 1",  # a chunk extension, and the chunk's data split from its CRLF
+        b"\r\n",
+        b"9\r\ndata: 2\n\n\r\n10\r\n",  # one read ending on the next chunk's size line
+        b"data: three ...\n\r\n",
+        b"0\r\nX-Trailer: t\r\n\r\n",
+    ]
+    provider = provider_of(pieces, [CHUNKED_HEAD, b"3\r\nabc\r\n0\r\n\r\n"])
+    response = post(provider, stream=True)
+    assert response.status == 200
+    received = list(response.stream())
+    assert b"".join(received) == b"data: 1data: 2\n\ndata: three ...\n"
+    assert len(received) >= 3, "pieces were held back until more arrived"
+    upstreams.finish(response, consumed=True)
+    again = post(provider)
+    assert again.data == b"abc"
+    assert provider.accepted == 1
+
+
+def test_stream_hands_over_what_arrived_without_waiting_for_more(provider_of):
+    provider = provider_of([CHUNKED_HEAD + b"5\r\nfirst\r\n", b"6\r\nsecond\r\n0\r\n\r\n"], pause=0.5)
+    response = post(provider, stream=True)
+    started = time.monotonic()
+    first = next(response.stream())
+    assert first == b"first"
+    assert time.monotonic() - started < 0.4
+    assert b"".join(response.stream()) == b"second"
+
+
+def test_stream_keeps_to_the_piece_size_asked_for(provider_of):
+    provider = provider_of(
+        [CHUNKED_HEAD, b"a\r\n0123456789\r\n0\r\n\r\n"], [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789"]
+    )
+    pieces = list(post(provider, stream=True).stream(4))
+    assert pieces == [b"0123", b"4567", b"89"]
+    pieces = list(post(provider, stream=True).stream(4))
+    assert pieces == [b"0123", b"4567", b"89"]
+
+
+def test_an_answer_that_ends_with_the_connection_is_read_to_the_close_and_not_reused(provider_of):
+    answer = [b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"a": ', b"1}", None]
+    provider = provider_of(answer, answer)
+    assert post(provider).data == b'{"a": 1}'
+    assert post(provider).data == b'{"a": 1}'
+    assert provider.accepted == 2
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n",
+    ],
+    ids=["connection-close", "http-1.0"],
+)
+def test_a_connection_the_provider_will_close_is_not_reused(provider_of, head):
+    provider = provider_of([head + b"{}", None], [head + b"{}", None])
+    assert post(provider).data == b"{}"
+    assert post(provider).data == b"{}"
+    assert provider.accepted == 2
+
+
+def test_an_interim_100_continue_is_skipped_and_repeated_or_folded_headers_kept(provider_of):
+    answer = [
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.1 429 Too Many Requests\r\nX-Note: one\r\nx-note: two\r\nX-Long: first\r\n  second\r\n"
+        b"Retry-After: 3\r\nContent-Length: 0\r\n\r\n",
+    ]
+    response = post(provider_of(answer))
+    assert response.status == 429
+    assert response.headers["retry-after"] == "3"
+    assert response.headers["x-note"] == "one, two"
+    assert response.headers["x-long"] == "first second"
+    assert response.data == b""
+
+
+@pytest.mark.parametrize(
+    ("answer", "stream"),
+    [
+        ([b'HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{"partial"', None], False),
+        ([CHUNKED_HEAD, b"20\r\ndata: cut short", None], True),
+        ([b"HTTP/1.1 200 OK\r\nContent-Le", None], False),
+        ([b"SSH-2.0-OpenSSH\r\n\r\n", None], False),
+        ([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", None], True),
+        ([b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n", None], False),
+    ],
+    ids=["cut-sized-body", "cut-chunked-body", "cut-headers", "not-http", "bad-chunk-size", "bad-length"],
+)
+def test_a_broken_answer_raises_a_protocol_error_and_the_next_request_reconnects(provider_of, answer, stream):
+    good = [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"]
+    provider = provider_of(answer, good)
+    with pytest.raises(ProtocolError):
+        response = post(provider, stream=stream)
+        b"".join(response.stream())
+    assert post(provider).data == b"{}"
+    assert provider.accepted == 2
+
+
+def test_a_silent_provider_raises_a_read_timeout(provider_of):
+    provider = provider_of([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", b"{}"], pause=1.0)
+    started = time.monotonic()
+    with pytest.raises(ReadTimeoutError):
+        post(provider, read_timeout=0.3)
+    assert 0.25 < time.monotonic() - started < 0.9
+
+
+def test_a_header_that_would_split_the_request_is_refused_before_anything_is_sent(provider_of):
+    provider = provider_of([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"])
+    with pytest.raises(ValueError, match="invalid header"):
+        post(provider, headers={"anthropic-beta": "x\r\nX-Injected: 1"})
+    time.sleep(0.05)
+    assert provider.requests == []
+
+
+@pytest.fixture
+def tls_pair(tmp_path):
+    """A server context with a certificate for 127.0.0.1, and the file that trusts it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context, str(cert_file)
+
+
+def test_answers_over_tls_are_read_the_same_way(provider_of, tls_pair):
+    context, trusted = tls_pair
+    provider = provider_of(
+        [b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", b'{"ok": 1}'],
+        [CHUNKED_HEAD, b"4\r\ndata\r\n", b"0\r\n\r\n"],
+        tls=context,
+    )
+    adapter = upstreams.session_for(upstream(provider.url)).get_adapter(provider.url)
+    adapter.poolmanager.connection_pool_kw["ca_certs"] = trusted
+    assert post(provider).data == b'{"ok": 1}'
+    response = post(provider, stream=True)
+    assert isinstance(response.connection.sock, ssl.SSLSocket)
+    assert b"".join(response.stream()) == b"data"
+    assert provider.accepted == 1
+
+
+def test_a_provider_whose_certificate_is_not_trusted_is_refused(provider_of, tls_pair):
+    context, _trusted = tls_pair
+    provider = provider_of([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"], tls=context)
+    with pytest.raises(ssl.SSLError):
+        post(provider)
