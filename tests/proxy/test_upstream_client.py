@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import socket
 import ssl
-import threading
 import time
 
 import pytest
@@ -21,41 +19,23 @@ from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from metering.routing import Upstream
 from spendplane import upstreams
 
+from .local_provider import LocalProvider
+
 BODY = b'{"model": "m"}'
 
 
-class ScriptedProvider:
-    """A provider on a local port. For each request it reads (headers and a Content-Length body)
-    it sends the next answer of `answers`: a list of byte pieces, sent with a pause between them
-    so that they arrive as separate reads. `None` as a piece closes the connection there."""
+class ScriptedProvider(LocalProvider):
+    """For each request it reads (headers and a Content-Length body) it sends the next answer of
+    `answers`: a list of byte pieces, sent with a pause between them so that they arrive as
+    separate reads. `None` as a piece closes the connection there."""
 
     def __init__(self, answers: list[list[bytes | None]], *, tls: ssl.SSLContext | None = None, pause=0.02):
         self.answers = list(answers)
         self.requests: list[bytes] = []
-        self.accepted = 0
         self.pause = pause
-        self.tls = tls
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        scheme = "https" if tls else "http"
-        self.url = f"{scheme}://127.0.0.1:{self.listener.getsockname()[1]}/v1"
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(tls=tls)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            if self.tls:
-                try:
-                    conn = self.tls.wrap_socket(conn, server_side=True)
-                except ssl.SSLError:  # the client refused the certificate
-                    conn.close()
-                    continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn) -> None:
+    def handle(self, conn) -> None:
         with conn:
             data = b""
             while self.answers:
@@ -77,9 +57,6 @@ class ScriptedProvider:
                         return
                     conn.sendall(piece)
                     time.sleep(self.pause)
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 def upstream(url: str, read_timeout: float = 5) -> Upstream:

@@ -5,39 +5,18 @@ it (the gateway never retries on its own, so a dead connection would cost the cl
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 
 from metering.routing import Upstream
 from spendplane import upstreams
 
+from .local_provider import LocalProvider
+
 REPLY = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n{}"
 
 
-class _Server:
-    """A provider on a local port that counts the connections it accepted; `handle` serves one."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0), backlog=64)
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1"
-        self.accepted = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            self.handle(conn)
-
-    def handle(self, conn) -> None:
-        raise NotImplementedError
-
-
-class ClosingServer(_Server):
+class ClosingServer(LocalProvider):
     """Answers one request per connection as if keeping it alive, then closes it."""
 
     def handle(self, conn) -> None:
@@ -95,13 +74,10 @@ def test_a_connection_the_provider_closed_is_replaced_not_used():
     assert server.accepted == 4
 
 
-class SlowKeepAliveServer(_Server):
+class SlowKeepAliveServer(LocalProvider):
     """Keeps every connection open and answers each request after a short delay."""
 
     def handle(self, conn) -> None:
-        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn) -> None:
         with conn:
             data = b""
             while True:
