@@ -603,14 +603,18 @@ def _retry_after_seconds(value: str | None) -> float | None:
 
 
 def _upstream_error(call: ProxyCall, response: upstreams.UpstreamResponse) -> ProxyError:
-    """The provider's own error, relayed with its status and message in the client's format."""
+    """The provider's own error, relayed with its status and message in the client's format. An
+    error read to its end leaves its connection in the pool: a provider shedding load answers 429s
+    in bursts, and each dropped connection would cost the next request a new TLS handshake."""
+    consumed = False
     try:
         content = response.data
+        consumed = True
         payload = fastjson.loads(content) if content else {}
     except (ValueError, HTTPError, OSError):
         payload = {}
     finally:
-        upstreams.finish(response, consumed=False)
+        upstreams.finish(response, consumed=consumed)
     detail = payload.get("error") if isinstance(payload, dict) else None
     message = detail.get("message") if isinstance(detail, dict) else None
     kind = detail.get("type") if isinstance(detail, dict) else None

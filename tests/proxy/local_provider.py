@@ -1,10 +1,11 @@
-"""A provider on a local port for the HTTP client's tests."""
+"""Providers on a local port for the HTTP client's and the gateway's tests."""
 
 from __future__ import annotations
 
 import socket
 import ssl
 import threading
+import time
 
 
 class LocalProvider:
@@ -39,3 +40,38 @@ class LocalProvider:
 
     def close(self) -> None:
         self.listener.close()
+
+
+class ScriptedProvider(LocalProvider):
+    """For each request it reads (headers and a Content-Length body) it sends the next answer of
+    `answers`: a list of byte pieces, sent with a pause between them so that they arrive as
+    separate reads. `None` as a piece closes the connection there."""
+
+    def __init__(self, answers: list[list[bytes | None]], *, tls: ssl.SSLContext | None = None, pause=0.02):
+        self.answers = list(answers)
+        self.requests: list[bytes] = []
+        self.pause = pause
+        super().__init__(tls=tls)
+
+    def handle(self, conn) -> None:
+        with conn:
+            data = b""
+            while self.answers:
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, data = data.partition(b"\r\n\r\n")
+                length = int(
+                    next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))[15:]
+                )
+                while len(data) < length:
+                    data += conn.recv(65536)
+                self.requests.append(head + b"\r\n\r\n" + data[:length])
+                data = data[length:]
+                for piece in self.answers.pop(0):
+                    if piece is None:
+                        return
+                    conn.sendall(piece)
+                    time.sleep(self.pause)

@@ -14,6 +14,7 @@ from metering.models import BudgetCounter, BudgetReservation, ModelRoute, Provid
 from spendplane import metrics
 from spendplane.mock_upstream import MockUpstream
 from tests.conftest import ledger_row
+from tests.proxy.local_provider import ScriptedProvider
 
 
 def unique(text: str) -> str:
@@ -71,6 +72,40 @@ def test_a_5xx_is_retried_and_the_retry_is_the_one_answer_charged(openai_client,
     assert row.cost_usd > 0
     assert len([r for r in mock_upstream.state.requests if content in str(r["body"])]) == 2
     assert UsageEvent.objects.count() == 1
+    assert_settled_exactly(alice.tenant)
+
+
+def test_a_streams_retried_429_keeps_its_connection_for_the_retry(openai_client, alice, settings):
+    """Before its first byte a stream is retried like any request; the 429 was read to its end, so
+    its keep-alive connection serves the retry (a plain request's body is read before it is
+    looked at, so its connection always stays)."""
+    settings.SPENDPLANE_UPSTREAM_RETRY_MAX_WAIT_SECONDS = 1
+    error = b'{"error": {"message": "Slow down.", "type": "rate_limit_error", "code": "rate_limit_exceeded"}}'
+    events = [
+        b'data: {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",'
+        b' "choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": null}]}\n\n',
+        b'data: {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini", "choices": [],'
+        b' "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}\n\n',
+        b"data: [DONE]\n\n",
+    ]
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(event), event) for event in events) + b"0\r\n\r\n"
+    provider = ScriptedProvider(
+        [
+            [b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\nContent-Length: %d\r\n\r\n" % len(error) + error],
+            [b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks],
+        ]
+    )
+    try:
+        route("gpt-4o-mini", provider.url, "shedding", 0)
+        raw = ask(openai_client, unique("hello"), stream=True)
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in raw.parse() if chunk.choices)
+        assert text == "ok"
+        row = ledger_row(raw.headers["x-request-id"])
+        assert (row.status_code, row.upstream_attempts, row.prompt_tokens, row.usage_source) == (200, 2, 5, "provider")
+        assert len(provider.requests) == 2
+        assert provider.accepted == 1, "the 429's connection was dropped and the retry reconnected"
+    finally:
+        provider.close()
     assert_settled_exactly(alice.tenant)
 
 
