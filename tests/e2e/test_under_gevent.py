@@ -162,6 +162,91 @@ print(json.dumps(seen))
 """
 
 
+TLS_STALL_SCRIPT = r"""
+import datetime, ipaddress, json, os, socket, ssl, tempfile, time
+
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spendplane.settings")
+django.setup()
+import gevent
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from metering.routing import Upstream
+from spendplane import upstreams
+from spendplane.stream_watch import stream_watch
+
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256()))
+folder = tempfile.mkdtemp()
+cert_path, key_path = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+with open(cert_path, "wb") as out:
+    out.write(cert.public_bytes(serialization.Encoding.PEM))
+with open(key_path, "wb") as out:
+    out.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()))
+server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+server_context.load_cert_chain(cert_path, key_path)
+
+listener = socket.create_server(("127.0.0.1", 0))
+def serve():
+    conn, _ = listener.accept()
+    tls = server_context.wrap_socket(conn, server_side=True)
+    data = b""
+    while not data.endswith(b"\r\n\r\n{}"):
+        data += tls.recv(65536)
+    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"5\r\nfirst\r\n")
+    gevent.sleep(30)  # then nothing: a provider stalled mid-stream
+gevent.spawn(serve)
+
+url = "https://127.0.0.1:%d/v1" % listener.getsockname()[1]
+target = Upstream(name="tls-stall", kind="openai", base_url=url, api_key="", upstream_model="",
+                  connect_timeout=2, read_timeout=0.5)
+upstreams.session_for(target).get_adapter(url).poolmanager.connection_pool_kw["ca_certs"] = cert_path
+response = upstreams.post(target, url + "/chat/completions", body=b"{}",
+                          headers={"Content-Type": "application/json"}, stream=True)
+seen = {"tls": isinstance(response.connection.sock, ssl.SSLSocket)}
+watched = stream_watch.watch(response.connection.sock)
+seen["watched"] = watched is not None
+pieces, started = [], time.monotonic()
+try:
+    for piece in response.stream():
+        pieces.append(piece.decode())
+        watched.last_read = time.monotonic()
+except Exception as exc:
+    from urllib3.exceptions import HTTPError
+    seen["error"] = type(exc).__name__
+    seen["relay_handles_it"] = isinstance(exc, (HTTPError, OSError))  # what spendplane.gateway._relay catches
+seen["pieces"] = pieces
+seen["ended_after"] = time.monotonic() - started
+seen["expired"] = watched.expired
+print(json.dumps(seen))
+"""
+
+
+def test_a_stalled_tls_stream_is_cut_by_the_watcher_with_an_error_the_relay_handles():
+    """The watcher ends a stalled stream by shutting its socket down (tests/proxy cover plain
+    TCP, where the read then sees the end of the stream). Under TLS the pending read fails in
+    gevent's own way instead; it must still be an error the relay turns into the stream's error
+    event and a 502 row, not one that tears the response."""
+    seen = run_patched(TLS_STALL_SCRIPT, "")
+    assert seen["tls"] is True and seen["watched"] is True
+    assert seen["pieces"] == ["first"]
+    assert seen["expired"] is True
+    assert seen.get("relay_handles_it") is True, seen.get("error")
+    assert seen["ended_after"] < 5
+
+
 def test_sendall_sends_once_first_and_keeps_order_timeouts_and_tls():
     seen = run_patched(SENDALL_SCRIPT, "")
     assert seen["one_send_first"] is True
