@@ -50,7 +50,6 @@ _VALIDATORS = {
     MESSAGES: validation.validate_messages,
 }
 _UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-_STREAM_READ_BYTES = None  # None: relay each chunk as it arrives
 
 
 @dataclass
@@ -606,15 +605,13 @@ def _upstream_error(call: ProxyCall, response: upstreams.UpstreamResponse) -> Pr
     """The provider's own error, relayed with its status and message in the client's format. An
     error read to its end leaves its connection in the pool: a provider shedding load answers 429s
     in bursts, and each dropped connection would cost the next request a new TLS handshake."""
-    consumed = False
     try:
         content = response.data
-        consumed = True
         payload = fastjson.loads(content) if content else {}
     except (ValueError, HTTPError, OSError):
         payload = {}
     finally:
-        upstreams.finish(response, consumed=consumed)
+        response.release()
     detail = payload.get("error") if isinstance(payload, dict) else None
     message = detail.get("message") if isinstance(detail, dict) else None
     kind = detail.get("type") if isinstance(detail, dict) else None
@@ -718,7 +715,7 @@ class StreamRelay:
     def close(self) -> None:
         self._events.close()
         if not self.call.recorded:
-            upstreams.finish(self.upstream_response, consumed=False)
+            self.upstream_response.release()
             _settle_stream(self.call, self.tracker, "client_disconnected")
 
 
@@ -730,7 +727,7 @@ def _relay(call: ProxyCall, upstream_response: upstreams.UpstreamResponse, track
     watched = stream_watch.watch(upstream_connection.sock if upstream_connection is not None else None)
     try:
         try:
-            for chunk in upstream_response.stream(_STREAM_READ_BYTES, decode_content=False):
+            for chunk in upstream_response.stream():  # each piece as it arrives
                 if watched is not None:
                     watched.last_read = time.monotonic()
                 events, buffer = formats.split_sse_events(buffer + chunk)
@@ -759,7 +756,7 @@ def _relay(call: ProxyCall, upstream_response: upstreams.UpstreamResponse, track
         raise
     finally:
         stream_watch.forget(watched)
-        upstreams.finish(upstream_response, consumed=outcome == "complete")
+        upstream_response.release()
         _settle_stream(call, tracker, outcome)
 
 

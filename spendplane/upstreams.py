@@ -127,7 +127,7 @@ class UpstreamResponse:
             self._data = b"".join(self.stream())
         return self._data
 
-    def stream(self, amt: int | None = None, decode_content: bool = False):
+    def stream(self, amt: int | None = None):
         """The body as it arrives, in pieces of at most `amt` bytes (bytes already received are
         never held back waiting for more)."""
         amt = amt or _MAX_PIECE_BYTES
@@ -136,24 +136,17 @@ class UpstreamResponse:
             if piece:
                 yield piece
 
-    def close(self) -> None:
-        """Drop the connection (its answer was not read to the end)."""
-        conn = self.connection
-        if conn is not None:
-            self.connection = None
-            conn.close()
-            self._pool._put_conn(None)
-
-    def release_conn(self) -> None:
-        """Give the connection back to the pool if its answer was read to the end, else drop it."""
-        conn = self.connection
+    def release(self) -> None:
+        """Give the connection back to the pool if its answer was read to the end, else drop it
+        (a connection with part of an answer still unread cannot carry the next request)."""
+        conn, self.connection = self.connection, None
         if conn is None:
             return
         if self._complete and self._reusable and not self._buffer:
-            self.connection = None
             self._pool._put_conn(conn)
         else:
-            self.close()
+            conn.close()
+            self._pool._put_conn(None)
 
     def _recv(self) -> bytes:
         try:
@@ -245,19 +238,19 @@ _MAX_HEAD_BYTES = 65536
 _MAX_PIECE_BYTES = 1 << 20
 _USER_AGENT = "spendplane"
 
-_routes: dict[str, tuple[urllib3.HTTPConnectionPool, str, bytes]] = {}
+_routes: dict[str, tuple[urllib3.HTTPConnectionPool, bytes]] = {}
 
 
-def _route(upstream: Upstream, url: str) -> tuple[urllib3.HTTPConnectionPool, str, bytes]:
-    """The connection pool, URL and first lines of a POST to `url`, worked out once. A pool the
-    pool manager has since closed (evicted for another host) is looked up again."""
+def _route(upstream: Upstream, url: str) -> tuple[urllib3.HTTPConnectionPool, bytes]:
+    """The connection pool for `url` and the first lines of a POST to it, worked out once. A pool
+    the pool manager has since closed (evicted for another host) is looked up again."""
     found = _routes.get(url)
     if found is None or found[0].pool is None:
         pool = session_for(upstream).get_adapter(url).poolmanager.connection_from_url(url)
         parsed = urllib3.util.parse_url(url)
         host = parsed.host if parsed.port in (None, 80 if parsed.scheme == "http" else 443) else parsed.netloc
         start = f"POST {parsed.request_uri} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {_USER_AGENT}\r\n"
-        found = _routes[url] = (pool, url, start.encode("latin-1"))
+        found = _routes[url] = (pool, start.encode("latin-1"))
     return found
 
 
@@ -265,8 +258,8 @@ def post(upstream: Upstream, url: str, *, body: bytes, headers: dict, stream: bo
     """POST on the upstream's pooled connections, written and read by `UpstreamResponse`. Raises
     urllib3's errors (NewConnectionError, ConnectTimeoutError, ReadTimeoutError, ProtocolError)
     or OSError; never retries or follows redirects. Without `stream` the body is read and the
-    connection is back in the pool on return."""
-    pool, url, start = _route(upstream, url)
+    connection is back in the pool on return; with it, the caller calls `release()` when done."""
+    pool, start = _route(upstream, url)
     lines = []
     for name, value in headers.items():
         if any(c in value for c in "\r\n\0") or any(c in name for c in "\r\n\0:"):
@@ -286,19 +279,12 @@ def post(upstream: Upstream, url: str, *, body: bytes, headers: dict, stream: bo
         response = UpstreamResponse(pool, conn, url)
         if not stream:
             response.data  # noqa: B018 (reads the body)
-            response.release_conn()
+            response.release()
     except BaseException:
         conn.close()
         pool._put_conn(None)
         raise
     return response
-
-
-def finish(response: UpstreamResponse, *, consumed: bool) -> None:
-    """Give the connection back to the pool, or drop it when the body was not read to its end."""
-    if not consumed:
-        response.close()
-    response.release_conn()
 
 
 def openai_headers(upstream: Upstream) -> dict[str, str]:

@@ -89,7 +89,7 @@ def test_a_chunked_answer_is_relayed_as_it_arrives_and_its_connection_reused(pro
     received = list(response.stream())
     assert b"".join(received) == b"data: 1data: 2\n\ndata: three ...\n"
     assert len(received) >= 3, "pieces were held back until more arrived"
-    upstreams.finish(response, consumed=True)
+    response.release()
     again = post(provider)
     assert again.data == b"abc"
     assert provider.accepted == 1

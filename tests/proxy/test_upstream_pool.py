@@ -42,13 +42,13 @@ def upstream(base_url: str) -> Upstream:
 def post(target: Upstream, body: bytes = b"{}"):
     url = f"{target.openai_base}/chat/completions"
     response = upstreams.post(target, url, body=body, headers={"Content-Type": "application/json"}, stream=False)
-    upstreams.finish(response, consumed=True)
+    response.release()
     return response
 
 
 def test_a_live_keep_alive_connection_is_reused(mock_upstream):
     target = upstream(mock_upstream.url + "/v1")
-    pool, _url, _start = upstreams._route(target, f"{target.openai_base}/chat/completions")
+    pool, _start = upstreams._route(target, f"{target.openai_base}/chat/completions")
     before = pool.num_connections
     body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
     for _ in range(5):
