@@ -36,7 +36,6 @@ from tenants.principal import Principal
 from . import fastjson, formats, metrics, security, upstreams, validation
 from .errors import ProxyError
 from .log_format import request_id_var
-from .stream_watch import stream_watch
 
 logger = logging.getLogger("spendplane.gateway")
 
@@ -723,13 +722,9 @@ def _relay(call: ProxyCall, upstream_response: upstreams.UpstreamResponse, track
     """Relay events as they arrive; whatever ends the stream, record it exactly once."""
     outcome = "cut"
     buffer = b""
-    upstream_connection = upstream_response.connection
-    watched = stream_watch.watch(upstream_connection.sock if upstream_connection is not None else None)
     try:
         try:
             for chunk in upstream_response.stream():  # each piece as it arrives
-                if watched is not None:
-                    watched.last_read = time.monotonic()
                 events, buffer = formats.split_sse_events(buffer + chunk)
                 # What one read brought goes out in one write.
                 relayed = [out for event in events if (out := tracker.relay(event)) is not None]
@@ -741,11 +736,11 @@ def _relay(call: ProxyCall, upstream_response: upstreams.UpstreamResponse, track
             if tracker.done:
                 outcome = "complete"
         except (HTTPError, OSError) as exc:
-            if watched is not None and watched.expired:
+            if isinstance(exc, ReadTimeoutError):
                 logger.warning(
                     "upstream stream for %s sent nothing for %s s (its read timeout); ended it",
                     call.request_id,
-                    watched.timeout,
+                    call.upstream.read_timeout,
                 )
             else:
                 logger.warning("upstream stream for %s broke: %s", call.request_id, exc.__class__.__name__)
@@ -755,7 +750,6 @@ def _relay(call: ProxyCall, upstream_response: upstreams.UpstreamResponse, track
         outcome = "client_disconnected"
         raise
     finally:
-        stream_watch.forget(watched)
         upstream_response.release()
         _settle_stream(call, tracker, outcome)
 

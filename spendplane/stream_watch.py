@@ -4,8 +4,8 @@ Under the gevent worker, a socket with a timeout arms and cancels a timer around
 data: once per relayed chunk, about a tenth of a worker's CPU while relaying streams
 (bench/README.md). So while a stream is relayed, its provider socket waits without a timeout,
 and a watcher greenlet looks at the streams once a second: one that has waited longer than its
-route's read timeout has its socket shut down, which ends the pending read at once. The relay
-then sees the stream end early, as it would after a read timeout; `Watched.expired` tells which.
+route's read timeout has its socket shut down, which ends the pending read at once; the provider
+client (spendplane/upstreams.py) reads that as the read timeout it is (`Watched.expired`).
 A deadline is therefore kept to within a second. Without gevent (the gthread worker, the tests'
 live server) sockets keep their own timeout and nothing is watched.
 """
@@ -27,7 +27,7 @@ CHECK_EVERY_SECONDS = 1.0
 
 
 class Watched:
-    """One stream's socket under watch; the relay sets `last_read` whenever data arrives."""
+    """One stream's socket under watch; its reader sets `last_read` whenever data arrives."""
 
     __slots__ = ("expired", "last_read", "sock", "timeout")
 

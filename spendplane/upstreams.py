@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 
 import requests
 import urllib3
@@ -19,6 +20,7 @@ from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from metering.routing import Upstream
 from spendplane.socket_checks import readable_now
+from spendplane.stream_watch import stream_watch
 
 _sessions: dict[str, requests.Session] = {}
 _lock = threading.Lock()
@@ -75,7 +77,9 @@ class UpstreamResponse:
 
     Only what the gateway needs of HTTP/1.1: a status line and headers, then a body framed by
     Content-Length, chunked encoding, or the connection closing. Errors are urllib3's, as before:
-    `ReadTimeoutError` for a silent provider, `ProtocolError` for a connection cut mid-answer."""
+    `ReadTimeoutError` for a silent provider, `ProtocolError` for a connection cut mid-answer.
+    A streamed answer's read timeout is kept by the process's stream watcher (`stream_watch`)
+    rather than by the socket; its cut reads as the same `ReadTimeoutError`."""
 
     __slots__ = (
         "_buffer",
@@ -88,6 +92,7 @@ class UpstreamResponse:
         "_pool",
         "_reusable",
         "_url",
+        "_watched",
         "connection",
         "headers",
         "status",
@@ -99,6 +104,7 @@ class UpstreamResponse:
         self._data: bytes | None = None
         self._complete = self._crlf_due = False
         self._chunk_left = 0
+        self._watched = None
         while True:  # interim 1xx answers (100 Continue) come before the real one
             self.status, self.headers, keep_alive = self._read_head()
             if not 100 <= self.status < 200 or self.status == 101:
@@ -142,6 +148,7 @@ class UpstreamResponse:
         conn, self.connection = self.connection, None
         if conn is None:
             return
+        stream_watch.forget(self._watched)
         if self._complete and self._reusable and not self._buffer:
             self._pool._put_conn(conn)
         else:
@@ -149,12 +156,21 @@ class UpstreamResponse:
             self._pool._put_conn(None)
 
     def _recv(self) -> bytes:
+        watched = self._watched
         try:
             data = self.connection.sock.recv(65536)
-        except TimeoutError:
-            raise ReadTimeoutError(self._pool, self._url, "Read timed out.") from None
+        except OSError as exc:
+            # A stream the watcher cut: under TLS gevent fails the pending read; without TLS the
+            # read sees the end of the stream (below).
+            if isinstance(exc, TimeoutError) or (watched is not None and watched.expired):
+                raise ReadTimeoutError(self._pool, self._url, "Read timed out.") from None
+            raise
         if not data:
+            if watched is not None and watched.expired:
+                raise ReadTimeoutError(self._pool, self._url, "Read timed out.")
             raise ProtocolError("Connection broken: the provider closed the connection mid-answer")
+        if watched is not None:
+            watched.last_read = time.monotonic()
         return data
 
     def _read_head(self) -> tuple[int, dict[str, str], bool]:
@@ -277,7 +293,9 @@ def post(upstream: Upstream, url: str, *, body: bytes, headers: dict, stream: bo
         with contextlib.suppress(BrokenPipeError):
             conn.sock.sendall(request)
         response = UpstreamResponse(pool, conn, url)
-        if not stream:
+        if stream:
+            response._watched = stream_watch.watch(conn.sock)
+        else:
             response.data  # noqa: B018 (reads the body)
             response.release()
     except BaseException:

@@ -18,6 +18,7 @@ from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from metering.routing import Upstream
 from spendplane import upstreams
+from spendplane.stream_watch import StreamWatch, Watched
 
 from .local_provider import ScriptedProvider
 
@@ -180,6 +181,23 @@ def test_a_silent_provider_raises_a_read_timeout(provider_of):
     with pytest.raises(ReadTimeoutError):
         post(provider, read_timeout=0.3)
     assert 0.25 < time.monotonic() - started < 0.9
+
+
+def test_a_stream_the_watcher_cuts_reads_as_a_read_timeout_and_its_connection_is_dropped(provider_of):
+    """Under the gevent worker the stream watcher keeps a stream's timeout (tests/e2e cover that
+    path whole); here the watch is set by hand, as `post` does there, and the watcher's round run."""
+    provider = provider_of([CHUNKED_HEAD + b"5\r\nfirst\r\n", b"0\r\n\r\n"], pause=5)
+    response = post(provider, stream=True)
+    watch = StreamWatch()
+    response._watched = watched = Watched(response.connection.sock, 0.1)
+    watch.active.add(watched)
+    pieces = response.stream()
+    assert next(pieces) == b"first"
+    assert watch.expire_stalled(time.monotonic() + 0.5) == 1
+    with pytest.raises(ReadTimeoutError):
+        next(pieces)
+    response.release()
+    assert response.connection is None
 
 
 def test_a_header_that_would_split_the_request_is_refused_before_anything_is_sent(provider_of):
