@@ -96,13 +96,11 @@ print(json.dumps(seen, default=str))
 """
 
 SENDALL_SCRIPT = r"""
-import datetime, json, socket, ssl, tempfile, time
+import json, socket, ssl, tempfile, time
 
 import gevent, gevent.socket
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from tests.tls import tls_server_context
 
 seen = {"one_send_first": getattr(gevent.socket.socket.sendall, "sends_once_first", False)}
 
@@ -131,19 +129,7 @@ try:
 except socket.timeout:
     seen["timed_out_after"] = time.monotonic() - started
 
-key = ec.generate_private_key(ec.SECP256R1())
-name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-now = datetime.datetime.now(datetime.timezone.utc)
-cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256()))
-with tempfile.NamedTemporaryFile(suffix=".pem") as pem:
-    pem.write(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()))
-    pem.flush()
-    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_context.load_cert_chain(pem.name)
+server_context, _cert_path = tls_server_context(tempfile.mkdtemp())
 listener = socket.create_server(("127.0.0.1", 0))
 def serve_tls():
     conn, _ = listener.accept()
@@ -163,38 +149,18 @@ print(json.dumps(seen))
 
 
 TLS_STALL_SCRIPT = r"""
-import datetime, ipaddress, json, os, socket, ssl, tempfile, time
+import json, os, socket, ssl, tempfile, time
 
 import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spendplane.settings")
 django.setup()
 import gevent
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from metering.routing import Upstream
 from spendplane import upstreams
+from tests.proxy.local_provider import upstream
+from tests.tls import tls_server_context
 
-key = ec.generate_private_key(ec.SECP256R1())
-name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-now = datetime.datetime.now(datetime.timezone.utc)
-cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(1).not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256()))
-folder = tempfile.mkdtemp()
-cert_path, key_path = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
-with open(cert_path, "wb") as out:
-    out.write(cert.public_bytes(serialization.Encoding.PEM))
-with open(key_path, "wb") as out:
-    out.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()))
-server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-server_context.load_cert_chain(cert_path, key_path)
+server_context, cert_path = tls_server_context(tempfile.mkdtemp())
 
 listener = socket.create_server(("127.0.0.1", 0))
 def serve():
@@ -209,8 +175,7 @@ def serve():
 gevent.spawn(serve)
 
 url = "https://127.0.0.1:%d/v1" % listener.getsockname()[1]
-target = Upstream(name="tls-stall", kind="openai", base_url=url, api_key="", upstream_model="",
-                  connect_timeout=2, read_timeout=0.5)
+target = upstream(url, read_timeout=0.5)
 upstreams.session_for(target).get_adapter(url).poolmanager.connection_pool_kw["ca_certs"] = cert_path
 response = upstreams.post(target, url + "/chat/completions", body=b"{}",
                           headers={"Content-Type": "application/json"}, stream=True)

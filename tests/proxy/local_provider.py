@@ -7,6 +7,21 @@ import ssl
 import threading
 import time
 
+from metering.routing import Upstream
+
+
+def upstream(url: str, read_timeout: float = 5) -> Upstream:
+    """A route to the provider at `url`, as the gateway's routing would build it."""
+    return Upstream(
+        name="local-provider",
+        kind="openai",
+        base_url=url,
+        api_key="",
+        upstream_model="",
+        connect_timeout=2,
+        read_timeout=read_timeout,
+    )
+
 
 class LocalProvider:
     """Listens on a local port (TLS with a server context) and counts the connections it accepts;

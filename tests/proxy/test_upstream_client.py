@@ -4,37 +4,19 @@ each failure raised as the urllib3 error the gateway maps to a client error."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import ssl
 import time
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
-from metering.routing import Upstream
 from spendplane import upstreams
 from spendplane.stream_watch import StreamWatch, Watched
+from tests.tls import tls_server_context
 
-from .local_provider import ScriptedProvider
+from .local_provider import ScriptedProvider, upstream
 
 BODY = b'{"model": "m"}'
-
-
-def upstream(url: str, read_timeout: float = 5) -> Upstream:
-    return Upstream(
-        name="client-test",
-        kind="openai",
-        base_url=url,
-        api_key="",
-        upstream_model="",
-        connect_timeout=2,
-        read_timeout=read_timeout,
-    )
 
 
 def post(provider: ScriptedProvider, *, stream: bool = False, read_timeout: float = 5, headers=None):
@@ -210,30 +192,7 @@ def test_a_header_that_would_split_the_request_is_refused_before_anything_is_sen
 
 @pytest.fixture
 def tls_pair(tmp_path):
-    """A server context with a certificate for 127.0.0.1, and the file that trusts it."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
-    return context, str(cert_file)
+    return tls_server_context(tmp_path)
 
 
 def test_answers_over_tls_are_read_the_same_way(provider_of, tls_pair):

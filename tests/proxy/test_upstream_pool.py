@@ -11,7 +11,7 @@ import time
 from metering.routing import Upstream
 from spendplane import upstreams
 
-from .local_provider import LocalProvider
+from .local_provider import LocalProvider, upstream
 
 REPLY = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n{}"
 
@@ -25,18 +25,6 @@ class ClosingServer(LocalProvider):
             while not data.endswith(b"\r\n\r\n{}"):  # the headers and the 2-byte body
                 data += conn.recv(65536)
             conn.sendall(REPLY)
-
-
-def upstream(base_url: str) -> Upstream:
-    return Upstream(
-        name="pool-test",
-        kind="openai",
-        base_url=base_url,
-        api_key="",
-        upstream_model="",
-        connect_timeout=2,
-        read_timeout=5,
-    )
 
 
 def post(target: Upstream, body: bytes = b"{}"):
