@@ -235,6 +235,43 @@ class RedisCounters:
         except self.errors as exc:
             raise LimitsUnavailable(str(exc)) from exc
 
+    def admit_begin(self, keys: list[str], args: list):
+        """Send the admission script on a connection of its own and return what reads its reply.
+        A NOSCRIPT reply or a connection that broke after it was handed out is left to `admit`."""
+        pool = self.client.connection_pool
+        try:
+            conn = pool.get_connection()  # connecting retries as redis-py's commands do
+        except self.errors as exc:
+            unavailable = str(exc)
+
+            def refused() -> list:
+                raise LimitsUnavailable(unavailable)
+
+            return refused
+        try:
+            conn.send_command("EVALSHA", self.admit_script.sha, len(keys), *keys, *args)
+        except BaseException:
+            conn.disconnect()
+            pool.release(conn)
+            return lambda: self.admit(keys, args)
+
+        def answer() -> list:
+            try:
+                reply = conn.read_response()
+            except self.no_script:
+                reply = None
+            except self.errors:
+                conn.disconnect()
+                reply = None
+            except BaseException:
+                conn.disconnect()  # its reply unread: the connection cannot be used again
+                raise
+            finally:
+                pool.release(conn)
+            return self.admit(keys, args) if reply is None else reply
+
+        return answer
+
     def release_many(self, releases: list[tuple[list[str], list[str], str, int]]) -> None:
         """Free slots and correct token windows for one request or many, in one pipeline of EVALSHA.
         (redis-py's own script pipelining asks SCRIPT EXISTS first, a second round trip per batch.)
@@ -316,6 +353,10 @@ class LocalCounters:
                     self.slots.setdefault(slot_key, {})[request_id] = now_ms + ttl_ms
         return [1, 0, b"", requests_left, tokens_left]
 
+    def admit_begin(self, keys: list[str], args: list):
+        reply = self.admit(keys, args)
+        return lambda: reply
+
     def release_many(self, releases: list[tuple[list[str], list[str], str, int]]) -> None:
         now = time.time()
         with self.lock:
@@ -342,9 +383,10 @@ def counters():
 
 
 def reset_counters() -> None:
-    """Forget the counter client (tests switch REDIS_URL)."""
+    """Forget the counter client (tests switch REDIS_URL) and the tenants refused lately."""
     global _counters
     _counters = None
+    _refused_until.clear()
 
 
 # ---- admission --------------------------------------------------------------------------------
@@ -355,10 +397,20 @@ def limits_admit(
 ) -> Grant:
     """Count this request against the loop throttle and every rule, or raise LimitExceeded naming
     the first it breaks. One round trip to the counter store, whatever the number of rules."""
+    return limits_begin(
+        principal=principal, request_id=request_id, rules=rules, token_estimate=token_estimate, loop=loop
+    ).result()
+
+
+def limits_begin(
+    *, principal: Principal, request_id: str, rules: list[LimitRule], token_estimate: int, loop: LoopRule | None
+) -> PendingAdmission:
+    """`limits_admit` in two halves: the check is sent to the counter store now, and its answer read
+    by `result()`, so the caller can do other work while the store runs it."""
     grant = Grant(tenant_id=principal.tenant_id, request_id=request_id, token_estimate=token_estimate)
     metered = [r for r in rules if r.rpm or r.tpm or r.concurrency]
     if not metered and loop is None:
-        return grant
+        return PendingAdmission(grant)
     now = time.time()
     minute = f":{_minute(now)}"
     loop_key = f"loop:{principal.tenant_id}:{loop.digest}" if loop else ""
@@ -378,29 +430,76 @@ def limits_admit(
             _key(principal.tenant_id, rule, "inflight"),
         ]
         args += [rule.rpm or 0, rule.tpm or 0, rule.concurrency or 0]
-    ok, index, kind, *figures = counters().admit(keys, args)
-    if not ok:
-        kind = kind.decode() if isinstance(kind, bytes) else kind
+    return PendingAdmission(grant, counters().admit_begin(keys, args), metered=metered, loop=loop, now=now, keys=keys)
+
+
+class PendingAdmission:
+    """A limits check on its way to the counter store; `result()` reads the answer, once."""
+
+    def __init__(self, grant: Grant, answer=None, *, metered=(), loop=None, now=0.0, keys=()) -> None:
+        self.grant = grant
+        self.answer = answer  # reads the store's reply; None when no rule counts this request
+        self.metered = metered
+        self.loop = loop
+        self.now = now
+        self.keys = keys
+
+    def result(self) -> Grant:
+        """The grant, or LimitExceeded naming the first rule broken, or LimitsUnavailable."""
+        answer, self.answer = self.answer, None
+        if answer is None:
+            return self.grant
+        ok, index, kind, *figures = answer()
+        if not ok:
+            # Raised, not kept in a local: the frame would hold its own exception (a reference cycle).
+            raise self._refusal(kind.decode() if isinstance(kind, bytes) else kind, index)
+        requests_left, tokens_left = figures
+        metered, keys, grant = self.metered, self.keys, self.grant
+        grant.token_keys = [keys[2 + i * 3] for i, rule in enumerate(metered) if rule.tpm]
+        grant.concurrency_keys = [keys[3 + i * 3] for i, rule in enumerate(metered) if rule.concurrency]
+        request_rules = [r for r in metered if r.rpm]
+        if request_rules:
+            grant.headers["x-ratelimit-limit-requests"] = str(min(r.rpm for r in request_rules))
+            grant.headers["x-ratelimit-remaining-requests"] = str(max(int(requests_left), 0))
+        token_rules = [r for r in metered if r.tpm]
+        if token_rules:
+            grant.headers["x-ratelimit-limit-tokens"] = str(min(r.tpm for r in token_rules))
+            grant.headers["x-ratelimit-remaining-tokens"] = str(max(int(tokens_left), 0))
+        return grant
+
+    def _refusal(self, kind: str, index: int) -> LimitExceeded:
+        """The refusal of the store's answer, noted against the tenant."""
         if kind == "loop":
-            raise LimitExceeded(f"end_user:{loop.who}", "loop", loop.max_repeats, loop.window)
-        rule = metered[index - 1]
-        if kind == "requests":
-            raise LimitExceeded(rule.name, "requests", rule.rpm, max(int(60 - now % 60), 1))
-        if kind == "tokens":
-            raise LimitExceeded(rule.name, "tokens", rule.tpm, max(int(60 - now % 60), 1))
-        raise LimitExceeded(rule.name, "concurrency", rule.concurrency, 1)
-    requests_left, tokens_left = figures
-    grant.token_keys = [keys[2 + i * 3] for i, rule in enumerate(metered) if rule.tpm]
-    grant.concurrency_keys = [keys[3 + i * 3] for i, rule in enumerate(metered) if rule.concurrency]
-    request_rules = [r for r in metered if r.rpm]
-    if request_rules:
-        grant.headers["x-ratelimit-limit-requests"] = str(min(r.rpm for r in request_rules))
-        grant.headers["x-ratelimit-remaining-requests"] = str(max(int(requests_left), 0))
-    token_rules = [r for r in metered if r.tpm]
-    if token_rules:
-        grant.headers["x-ratelimit-limit-tokens"] = str(min(r.tpm for r in token_rules))
-        grant.headers["x-ratelimit-remaining-tokens"] = str(max(int(tokens_left), 0))
-    return grant
+            loop = self.loop
+            refusal = LimitExceeded(f"end_user:{loop.who}", "loop", loop.max_repeats, loop.window)
+        else:
+            rule = self.metered[index - 1]
+            until_next_minute = max(int(60 - self.now % 60), 1)
+            if kind == "requests":
+                refusal = LimitExceeded(rule.name, "requests", rule.rpm, until_next_minute)
+            elif kind == "tokens":
+                refusal = LimitExceeded(rule.name, "tokens", rule.tpm, until_next_minute)
+            else:
+                refusal = LimitExceeded(rule.name, "concurrency", rule.concurrency, 1)
+        _note_refused(self.grant.tenant_id, refusal.retry_after)
+        return refusal
+
+
+# Tenants a limit refused lately, in this process: tenant id -> until when (monotonic seconds).
+_refused_until: dict[int, float] = {}
+
+
+def _note_refused(tenant_id: int, retry_after: int) -> None:
+    if len(_refused_until) > 10_000:
+        _refused_until.clear()
+    _refused_until[tenant_id] = time.monotonic() + retry_after
+
+
+def recently_refused(tenant_id: int) -> bool:
+    """Whether a limit refused one of this tenant's requests here within its Retry-After: while it
+    did, the gateway waits for the limits' answer before doing any other admission work."""
+    until = _refused_until.get(tenant_id)
+    return until is not None and until > time.monotonic()
 
 
 def _release_args(grant: Grant | None, actual_tokens: int) -> tuple | None:

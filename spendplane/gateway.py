@@ -263,9 +263,7 @@ def _run(request, call: ProxyCall) -> HttpResponse:
     call.feature = _clean_header(request.META.get("HTTP_X_SPENDPLANE_FEATURE", ""))
     _route_and_price(call)
     call.prompt_estimate = _estimate_prompt(call)
-    budget_rules, max_output = _limit(request, call)
-    _guard(call)
-    _reserve(call, budget_rules, max_output)
+    _admit(call)
     touch_last_used(call.principal)
     _release_pooled_connection()
     if call.stream:
@@ -381,20 +379,48 @@ def _max_output_tokens(call: ProxyCall, *, cap_if_unset: bool) -> int:
     return default
 
 
-def _limit(request, call: ProxyCall) -> tuple[list, int]:
-    """Loop throttle and rate limits (before the guard, so a flood cannot burn its CPU): 429 when
-    one says no. Returns the budgets in scope and the request's completion-token ceiling."""
+def _admit(call: ProxyCall) -> None:
+    """Rate limits (429), the guard (400 when it blocks) and budgets (402), in that order of
+    precedence. The limits' answer is on its way back from Redis while the guard scans and the
+    budget reservation runs on PostgreSQL; for a tenant a limit refused lately it is awaited first,
+    so a flood costs neither the guard's CPU nor the database. A reservation made for a request
+    that is then refused is released with its ledger row."""
     principal = call.principal
     budget_rules = budgets.rules_for(principal, end_user=call.end_user, feature=call.feature, at=call.created_at)
     max_output = _max_output_tokens(call, cap_if_unset=any(r.hard for r in budget_rules))
+    pending = limits.limits_begin(
+        principal=principal,
+        request_id=call.request_id,
+        rules=limits.rules_for(principal, end_user=call.end_user, feature=call.feature),
+        token_estimate=call.prompt_estimate + max_output,
+        loop=limits.loop_rule_for(principal, end_user=call.end_user, body=call.body),
+    )
+    if limits.recently_refused(principal.tenant_id):
+        _limits_answer(call, pending)
+        pending = None
+    over_budget = None  # the 402, made but not raised (so holding no frames) until its turn
     try:
-        call.grant = limits.limits_admit(
-            principal=principal,
-            request_id=call.request_id,
-            rules=limits.rules_for(principal, end_user=call.end_user, feature=call.feature),
-            token_estimate=call.prompt_estimate + max_output,
-            loop=limits.loop_rule_for(principal, end_user=call.end_user, body=call.body),
-        )
+        detections = _guard_scan(call)
+        if not (detections and principal.guard_mode == GuardMode.BLOCK):
+            over_budget = _reserve(call, budget_rules, max_output)
+    finally:
+        _limits_answer(call, pending)
+    if detections:
+        _guard_act(call, detections)
+    if over_budget is not None:
+        try:
+            raise over_budget
+        finally:
+            over_budget = None  # a local holding the raised error would make a reference cycle
+
+
+def _limits_answer(call: ProxyCall, pending: limits.PendingAdmission | None) -> None:
+    """Read the limits' answer (None: already read): 429 when one says no, 503 or admission
+    without limits when Redis is down, per SPENDPLANE_REDIS_FAILURE."""
+    if pending is None:
+        return
+    try:
+        call.grant = pending.result()
         call.response_headers.update(call.grant.headers)
     except limits.LimitExceeded as exceeded:
         raise ProxyError(
@@ -414,16 +440,17 @@ def _limit(request, call: ProxyCall) -> tuple[list, int]:
                 code="limits_unavailable",
             ) from None
         logger.warning("rate-limit store unavailable, admitting %s without rate limits: %s", call.request_id, exc)
-    return budget_rules, max_output
 
 
-def _guard(call: ProxyCall) -> None:
-    """Scan the untrusted text; block (400), sanitise in place, or only log, per the policy."""
+def _guard_scan(call: ProxyCall) -> list:
+    """What the guard finds in the untrusted text (embeddings are not scanned)."""
     if call.endpoint == EMBEDDINGS:
-        return
-    detections = guard_step.inspect(call.body, call.principal)
-    if not detections:
-        return
+        return []
+    return guard_step.inspect(call.body, call.principal)
+
+
+def _guard_act(call: ProxyCall, detections: list) -> None:
+    """Per the tenant's policy: block (400), sanitise in place, or only log."""
     mode = call.principal.guard_mode
     action = {GuardMode.BLOCK: GuardEvent.Action.BLOCKED, GuardMode.SANITIZE: GuardEvent.Action.SANITIZED}.get(
         mode, GuardEvent.Action.LOGGED
@@ -446,11 +473,12 @@ def _guard(call: ProxyCall) -> None:
         guard_step.sanitize(detections)
 
 
-def _reserve(call: ProxyCall, budget_rules: list, max_output: int) -> None:
-    """Reserve the worst-case cost against every budget in scope: 402 when one cannot take it."""
+def _reserve(call: ProxyCall, budget_rules: list, max_output: int) -> ProxyError | None:
+    """Reserve the worst-case cost against every budget in scope; returns the 402 to answer when
+    one cannot take it."""
     principal = call.principal
     if call.rates is None or not budget_rules:
-        return
+        return None
     worst = call.rates.worst_case_cost(prompt_tokens=call.prompt_estimate, max_completion_tokens=max_output)
     try:
         admission = budgets.budget_reserve(
@@ -458,14 +486,15 @@ def _reserve(call: ProxyCall, budget_rules: list, max_output: int) -> None:
         )
     except budgets.BudgetExceeded as exceeded:
         call.response_headers["x-spendplane-budget-remaining"] = str(exceeded.remaining)
-        raise ProxyError(
+        return ProxyError(
             402,
             f"This request (up to ${worst}) would exceed {exceeded.rule.describe()}; ${exceeded.remaining} remains.",
             type="budget_exceeded",
             code=exceeded.rule.error_code,
-        ) from None
+        )
     if admission.remaining_usd is not None:
         call.response_headers["x-spendplane-budget-remaining"] = str(admission.remaining_usd)
+    return None
 
 
 def _estimate_prompt(call: ProxyCall) -> int:

@@ -182,6 +182,51 @@ def test_a_refused_request_does_not_use_up_the_requests_window(openai_client, al
         chat(openai_client, user="u1", content="three")
 
 
+def test_a_request_over_a_limit_and_its_budget_is_told_429_and_holds_nothing(openai_client, alice):
+    """The limits' answer arrives while the budget is reserved; it still takes precedence, and the
+    reservation of a refused request goes with its ledger row."""
+    limits.reset_counters()
+    room_in_this_minute(10)
+    RateLimit.objects.create(tenant=alice.tenant, scope="end_user", subject="*", rpm_limit=1)
+    Budget.objects.create(tenant=alice.tenant, scope="tenant", period="day", limit_usd=Decimal("0.000000001"))
+    with pytest.raises(openai.APIStatusError) as over_budget:
+        chat(openai_client, user="u1")
+    assert over_budget.value.status_code == 402
+    with pytest.raises(openai.RateLimitError) as over_both:
+        chat(openai_client, user="u1")
+    assert over_both.value.code == "rate_limit_exceeded"
+    assert ledger_row(over_both.value.response.headers["x-request-id"]).status_code == 429
+    assert ledger_row(over_budget.value.response.headers["x-request-id"]).status_code == 402
+    assert not BudgetReservation.objects.exists()
+
+
+def test_once_a_limit_refuses_a_tenant_its_requests_are_checked_limit_first(openai_client, alice, monkeypatch):
+    """A flood of refused requests costs no budget reservation: after the first refusal the
+    gateway waits for the limits' answer before reserving."""
+    limits.reset_counters()
+    room_in_this_minute(10)
+    RateLimit.objects.create(tenant=alice.tenant, scope="end_user", subject="*", rpm_limit=1)
+    Budget.objects.create(tenant=alice.tenant, scope="tenant", period="day", limit_usd=Decimal("100"))
+    reserved = []
+    reserve = budgets.budget_reserve
+    monkeypatch.setattr(budgets, "budget_reserve", lambda **kw: reserved.append(kw["request_id"]) or reserve(**kw))
+    admitted = chat(openai_client, user="u1")
+    assert reserved == [admitted.headers["x-request-id"]]
+    refused_ids = []
+    for _ in range(3):
+        with pytest.raises(openai.RateLimitError) as caught:
+            chat(openai_client, user="u1")
+        refused_ids.append(caught.value.response.headers["x-request-id"])
+    # The first refusal was not known in advance: its reservation ran alongside, and was released.
+    assert reserved == [admitted.headers["x-request-id"], refused_ids[0]]
+    assert not limits.recently_refused(alice.tenant.pk + 1000)
+    assert limits.recently_refused(alice.tenant.pk)
+    assert [ledger_row(rid).status_code for rid in refused_ids] == [429, 429, 429]
+    assert not BudgetReservation.objects.exists()
+    spent = BudgetCounter.objects.get(scope="tenant", period="day").spent()
+    assert spent == ledger_row(admitted.headers["x-request-id"]).cost_usd
+
+
 def test_tokens_per_minute_are_limited(openai_client, alice):
     room_in_this_minute(10)
     alice.tenant.tpm_limit = 60

@@ -67,3 +67,45 @@ def test_admission_reloads_a_flushed_script_and_counts_once(store):
     assert int(store.client.get(keys[1])) == 2  # requests
     assert int(store.client.get(keys[2])) == 80  # tokens
     assert store.client.zcard(keys[3]) == 2  # in flight
+
+
+def _admission(store, tag: str):
+    keys = ["", f"sp:test:{tag}:rpm", f"sp:test:{tag}:tpm", f"sp:test:{tag}:inflight"]
+
+    def sent_ahead(request_id: str):
+        now = int(time.time() * 1000)
+        return store.admit_begin(keys, [now, request_id, 40, 60_000, 0, 0, 10, 1000, 5])
+
+    return keys, sent_ahead
+
+
+def test_an_admission_sent_ahead_reloads_a_flushed_script_and_counts_once(store):
+    keys, sent_ahead = _admission(store, uuid.uuid4().hex)
+    assert sent_ahead("r1")()[0] == 1
+    store.client.script_flush()
+    answer = sent_ahead("r2")
+    assert answer()[0] == 1
+    assert (int(store.client.get(keys[1])), int(store.client.get(keys[2])), store.client.zcard(keys[3])) == (2, 80, 2)
+    pool = store.client.connection_pool
+    assert pool.pool.qsize() == pool.max_connections  # every connection went back
+
+
+def test_an_admission_sent_ahead_on_a_dropped_connection_is_asked_again_once(store):
+    import redis
+
+    keys, sent_ahead = _admission(store, uuid.uuid4().hex)
+    assert sent_ahead("r1")()[0] == 1
+    killer = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        killer.client_kill_filter(_id=store.client.client_id())  # the pool's only connection
+    finally:
+        killer.close()
+    assert sent_ahead("r2")()[0] == 1
+    assert (int(store.client.get(keys[1])), store.client.zcard(keys[3])) == (2, 2)
+
+
+def test_an_admission_sent_ahead_to_a_dead_store_is_unavailable():
+    dead = limits.RedisCounters("redis://127.0.0.1:1/0")
+    answer = dead.admit_begin(["", "k:rpm", "k:tpm", "k:inflight"], [0, "r1", 1, 1000, 0, 0, 1, 0, 0])
+    with pytest.raises(limits.LimitsUnavailable):
+        answer()

@@ -8,6 +8,7 @@ import gc
 import io
 import json
 import wsgiref.util
+from decimal import Decimal
 
 import pytest
 from django.core import signals
@@ -16,6 +17,10 @@ from django.db import close_old_connections
 from django.http import HttpResponseBase
 from rest_framework.request import Request
 from rest_framework.views import APIView
+
+from metering import limits
+from tenants.models import Budget, RateLimit
+from tests.conftest import room_in_this_minute
 
 pytestmark = pytest.mark.django_db
 
@@ -100,5 +105,25 @@ def test_a_refused_failed_or_retried_request_leaves_nothing_for_the_cyclic_colle
         answer, content = _call(handler, key or alice.raw_key, body)
         assert answer.startswith(str(status)), content
         assert (json.loads(content).get("error") or {}).get("code") == code
+
+    assert _left_in_cycles(run) == []
+
+
+@pytest.mark.parametrize("refusal", ["budget", "limit", "limit-and-budget"])
+def test_a_request_refused_at_admission_leaves_nothing_for_the_cyclic_collector(alice, refusal):
+    limits.reset_counters()
+    room_in_this_minute(10)
+    handler = WSGIHandler()
+    if refusal != "budget":
+        RateLimit.objects.create(tenant=alice.tenant, scope="key", subject="*", rpm_limit=1)
+    assert _call(handler, alice.raw_key, _ask("warm"))[0].startswith("200")  # and the minute's one request
+    if refusal != "limit":
+        Budget.objects.create(tenant=alice.tenant, scope="tenant", period="day", limit_usd=Decimal("0.000000001"))
+    expected = (402, "tenant_budget_exceeded") if refusal == "budget" else (429, "rate_limit_exceeded")
+
+    def run():
+        for _ in range(2):  # the first refusal and, for a limit, one after it (checked limit first)
+            answer, content = _call(handler, alice.raw_key, _ask("hi"))
+            assert (int(answer[:3]), json.loads(content)["error"]["code"]) == expected, content
 
     assert _left_in_cycles(run) == []
