@@ -228,6 +228,16 @@ def main() -> None:
     for name, figures in (("direct", direct), ("gateway", proxied)):
         if figures["errors"]:
             print(f"{name} errors: {figures['error_kinds']}")
+    added_p50 = proxied["relay_p50"] - direct["relay_p50"]
+    added_p99 = proxied["relay_p99"] - direct["relay_p99"]
+    print("Targets:")
+    for met, name in (
+        (proxied["errors"] == 0, f"{args.streams} streams held with no errors: {proxied['errors']} errors"),
+        (rows == args.streams, f"a ledger row per stream: {rows} for {args.streams}"),
+        (added_p50 <= 1, f"first byte relayed within 1 ms of its arrival, at p50: {added_p50:+.2f} ms"),
+        (added_p99 <= 1, f"first byte relayed within 1 ms of its arrival, at p99: {added_p99:+.2f} ms"),
+    ):
+        print(f"  {'met   ' if met else 'MISSED'} {name}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
 """Proxy overhead: the same requests sent to the mock upstream directly and through Spendplane,
 in the same run, with wrk as the load generator. Prints medians, p99s and ratios.
 
-    python bench/proxy_overhead.py [--duration 10] [--latency-ms 0] [--workers 2] [--server gunicorn]
+    python bench/proxy_overhead.py [--duration 10] [--latency-ms 0,50] [--workers 2] [--server gunicorn]
+
+With the default `--latency-ms 0,50` and `--concurrency 1,32` one run measures every row the
+performance targets name (README, "Server model and scaling") and ends with each target, its
+figure and whether it was met.
 
 Uses DATABASE_URL / REDIS_URL when set (PostgreSQL + Redis, as production), else a fresh SQLite
 file. Needs wrk (`apt-get install wrk`). Loopback only.
@@ -67,7 +71,9 @@ def run_wrk(url: str, body: dict, *, key: str | None, connections: int, duration
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="Seconds per wrk run.")
-    parser.add_argument("--latency-ms", type=float, default=0, help="Mock upstream delay before answering.")
+    parser.add_argument(
+        "--latency-ms", default="0,50", help="Comma-separated mock upstream delays before answering, in ms."
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes.")
     parser.add_argument("--threads", type=int, default=4, help="Threads per gthread worker.")
     parser.add_argument(
@@ -99,7 +105,8 @@ def main() -> None:
         off = {"monthly_budget_usd": None, "rpm_limit": None, "tpm_limit": None, "max_concurrency": None}
         tenant, key = seed_tenant("bench-off", **off, loop_max_repeats=0, guard_mode="off")
 
-    with running(stack, latency_ms=args.latency_ms):
+    latencies = [float(ms) for ms in args.latency_ms.split(",")]
+    with running(stack):
         direct = f"{stack.mock_url}/v1/chat/completions"
         proxied = f"{stack.proxy_url}/v1/chat/completions"
         message = [{"role": "user", "content": "Summarise our usage this week in one line."}]
@@ -114,24 +121,26 @@ def main() -> None:
         before = UsageEvent.objects.filter(tenant=tenant).count()
         rows = []
         sent_through_proxy = 0
-        for stream in (False, True):
-            body = {"model": "gpt-4o-mini", "messages": message, "max_tokens": 16, "stream": stream}
-            for connections in [int(c) for c in args.concurrency.split(",")]:
-                d = run_wrk(direct, body, key=None, connections=connections, duration=args.duration, workdir=workdir)
-                cpu_before = cpu_by_group(stack)
-                p = run_wrk(proxied, body, key=key, connections=connections, duration=args.duration, workdir=workdir)
-                cpu_after = cpu_by_group(stack)
-                p["cpu_ms"] = cpu_ms_per_request(cpu_before, cpu_after, p["requests"])
-                sent_through_proxy += p["requests"]
-                rows.append((stream, connections, d, p))
+        for latency_ms in latencies:
+            # The mock delays one answer by what its last message asks (MOCK_LATENCY_MS).
+            delayed = [{"role": "user", "content": f"{message[0]['content']} MOCK_LATENCY_MS={latency_ms:g}"}]
+            for stream in (False, True):
+                body = {"model": "gpt-4o-mini", "messages": delayed, "max_tokens": 16, "stream": stream}
+                for connections in [int(c) for c in args.concurrency.split(",")]:
+                    run = {"connections": connections, "duration": args.duration, "workdir": workdir}
+                    d = run_wrk(direct, body, key=None, **run)
+                    cpu_before = cpu_by_group(stack)
+                    p = run_wrk(proxied, body, key=key, **run)
+                    cpu_after = cpu_by_group(stack)
+                    p["cpu_ms"] = cpu_ms_per_request(cpu_before, cpu_after, p["requests"])
+                    sent_through_proxy += p["requests"]
+                    rows.append((latency_ms, stream, connections, d, p))
         time.sleep(1)
         recorded = UsageEvent.objects.filter(tenant=tenant).count() - before
 
-    print(
-        f"\nSpendplane proxy overhead, controls {args.controls}: mock upstream delay {args.latency_ms:g} ms, "
-        f"{stack.describe()}, {args.duration}s per run"
-    )
+    print(f"\nSpendplane proxy overhead, controls {args.controls}: {stack.describe()}, {args.duration}s per run")
     header = (
+        "upstream",
         "stream",
         "conc",
         "direct p50",
@@ -152,10 +161,11 @@ def main() -> None:
     )
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
-    for stream, connections, d, p in rows:
+    for latency_ms, stream, connections, d, p in rows:
         print(
             " | ".join(
                 [
+                    f"{latency_ms:g} ms",
                     "yes" if stream else "no",
                     str(connections),
                     f"{d['p50']:.2f} ms",
@@ -184,6 +194,28 @@ def main() -> None:
         f"\nLedger rows written {recorded} for {sent_through_proxy} proxied requests completed by wrk "
         "(wrk may close a few in-flight requests at the end of each run; those are recorded too)."
     )
+    print_targets(rows)
+
+
+def print_targets(rows: list) -> None:
+    """Each performance target these rows measure: its figure and whether it was met."""
+    checks = []
+    for latency_ms, stream, connections, d, p in rows:
+        where = f"{latency_ms:g} ms upstream, {'streamed' if stream else 'plain'}, c={connections}"
+        total_cpu = p["cpu_ms"]["web"] + p["cpu_ms"]["postgres"] + p["cpu_ms"]["redis"]
+        if connections == 1 and not stream:
+            checks.append((f"added p50 <= 2 ms ({where})", p["p50"] - d["p50"], 2.0, "ms", False))
+            checks.append((f"added p99 <= 6 ms ({where})", p["p99"] - d["p99"], 6.0, "ms", False))
+        if connections == 32 and latency_ms == 0:
+            floor = 300 if stream else 800
+            checks.append((f"requests/s >= {floor} ({where})", p["rps"], floor, "", True))
+        checks.append((f"CPU <= 2.5 ms/request, web + PG + Redis ({where})", total_cpu, 2.5, "ms", False))
+    if not checks:
+        return
+    print("\nTargets:")
+    for name, figure, bound, unit, at_least in checks:
+        met = figure >= bound if at_least else figure <= bound
+        print(f"  {'met   ' if met else 'MISSED'} {name}: {figure:.2f}{' ' + unit if unit else ''}")
 
 
 if __name__ == "__main__":
