@@ -139,6 +139,14 @@ class UpstreamResponse:
         amt = amt or _MAX_PIECE_BYTES
         while not self._complete:
             piece = self._next_piece(amt)
+            if self._framing == "chunked":
+                # The chunks that came with it in the same read go with it (a stream's events are
+                # a chunk each, and several often arrive together): one relay, one send.
+                while len(piece) < amt and not self._complete:
+                    more = self._next_chunk_piece(amt - len(piece), read=False)
+                    if more is None:
+                        break
+                    piece += more
             if piece:
                 yield piece
 
@@ -219,7 +227,11 @@ class UpstreamResponse:
                 self._complete = True
         return piece
 
-    def _next_chunk_piece(self, amt: int) -> bytes:
+    def _next_chunk_piece(self, amt: int, *, read: bool = True) -> bytes | None:
+        """The next piece of chunk data; b"" at the last chunk. With `read=False`, only from bytes
+        already received: None when the next piece (or the next chunk's size line) is not here yet."""
+        if not read and not (self._buffer if self._chunk_left else self._chunk_head_received()):
+            return None
         if not self._chunk_left:
             if self._crlf_due:
                 self._take_line()  # the CRLF that closes the chunk before
@@ -235,11 +247,24 @@ class UpstreamResponse:
                 return b""
             self._chunk_left, self._crlf_due = size, True
         if not self._buffer:
+            if not read:
+                return None
             self._buffer = self._recv()
         take = min(len(self._buffer), self._chunk_left, amt)
         piece, self._buffer = self._buffer[:take], self._buffer[take:]
         self._chunk_left -= take
         return piece
+
+    def _chunk_head_received(self) -> bool:
+        """Whether the next chunk's size line (and, after the last chunk, the trailer's end) is in
+        the buffer."""
+        start = 2 if self._crlf_due else 0
+        end = self._buffer.find(b"\r\n", start)
+        if end < 0:
+            return False
+        if self._buffer[start:end].split(b";", 1)[0].strip(b" \t0"):
+            return True
+        return self._buffer.find(b"\r\n\r\n", end) >= 0  # the last chunk: its trailer, up to the empty line
 
     def _take_line(self) -> bytes:
         while (end := self._buffer.find(b"\r\n")) < 0:

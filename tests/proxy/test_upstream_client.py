@@ -88,6 +88,21 @@ def test_stream_hands_over_what_arrived_without_waiting_for_more(provider_of):
     assert b"".join(response.stream()) == b"second"
 
 
+def test_chunks_that_arrive_together_are_handed_over_together(provider_of):
+    together = CHUNKED_HEAD + b"5\r\nfirst\r\n6;x=y\r\nsecond\r\n"  # the head and two chunks in one read
+    provider = provider_of(
+        [together, b"\r\n".join([b"5", b"third", b"0", b"", b""])],
+        [together + b"3\r", b"\nend\r\n0\r\n\r\n"],  # the third chunk's size line cut in two
+    )
+    response = post(provider, stream=True)
+    assert list(response.stream()) == [b"firstsecond", b"third"]
+    response.release()
+    response = post(provider, stream=True)
+    assert list(response.stream()) == [b"firstsecond", b"end"]
+    response.release()
+    assert provider.accepted == 1  # each answer was read to its last chunk
+
+
 def test_stream_keeps_to_the_piece_size_asked_for(provider_of):
     provider = provider_of(
         [CHUNKED_HEAD, b"a\r\n0123456789\r\n0\r\n\r\n"], [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789"]
