@@ -142,7 +142,7 @@ class UpstreamResponse:
             if self._framing == "chunked":
                 # The chunks that came with it in the same read go with it (a stream's events are
                 # a chunk each, and several often arrive together): one relay, one send.
-                while len(piece) < amt and not self._complete:
+                while self._buffer and len(piece) < amt and not self._complete:
                     more = self._next_chunk_piece(amt - len(piece), read=False)
                     if more is None:
                         break
