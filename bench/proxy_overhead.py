@@ -85,9 +85,10 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,32", help="Comma-separated wrk connection counts.")
     parser.add_argument(
         "--controls",
-        choices=["on", "off"],
+        choices=["on", "no-budget", "off"],
         default="on",
-        help="on: budget reservation, rpm/tpm/concurrency, loop throttle and guard; off: auth and ledger only.",
+        help="on: budget reservation, rpm/tpm/concurrency, loop throttle and guard; no-budget: the same but "
+        "no budget (no PostgreSQL on the way to the provider); off: auth and ledger only.",
     )
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -101,6 +102,8 @@ def main() -> None:
     # counted, the loop throttle fingerprinting each request. Off: auth and the ledger only.
     if args.controls == "on":
         tenant, key = seed_tenant("bench")
+    elif args.controls == "no-budget":
+        tenant, key = seed_tenant("bench-no-budget", monthly_budget_usd=None)
     else:
         off = {"monthly_budget_usd": None, "rpm_limit": None, "tpm_limit": None, "max_concurrency": None}
         tenant, key = seed_tenant("bench-off", **off, loop_max_repeats=0, guard_mode="off")
