@@ -237,7 +237,9 @@ class RedisCounters:
 
     def admit_begin(self, keys: list[str], args: list):
         """Send the admission script on a connection of its own and return what reads its reply.
-        A NOSCRIPT reply or a connection that broke after it was handed out is left to `admit`."""
+        A NOSCRIPT reply or a connection that broke after it was handed out is left to `admit`;
+        a reply lost after the script ran is asked for again, so that request counts twice (as
+        redis-py's own retry would), never not at all."""
         pool = self.client.connection_pool
         try:
             conn = pool.get_connection()  # connecting retries as redis-py's commands do
@@ -250,9 +252,11 @@ class RedisCounters:
             return refused
         try:
             conn.send_command("EVALSHA", self.admit_script.sha, len(keys), *keys, *args)
-        except BaseException:
+        except BaseException as exc:
             conn.disconnect()
             pool.release(conn)
+            if not isinstance(exc, self.errors):
+                raise
             return lambda: self.admit(keys, args)
 
         def answer() -> list:
@@ -392,21 +396,13 @@ def reset_counters() -> None:
 # ---- admission --------------------------------------------------------------------------------
 
 
-def limits_admit(
-    *, principal: Principal, request_id: str, rules: list[LimitRule], token_estimate: int, loop: LoopRule | None
-) -> Grant:
-    """Count this request against the loop throttle and every rule, or raise LimitExceeded naming
-    the first it breaks. One round trip to the counter store, whatever the number of rules."""
-    return limits_begin(
-        principal=principal, request_id=request_id, rules=rules, token_estimate=token_estimate, loop=loop
-    ).result()
-
-
 def limits_begin(
     *, principal: Principal, request_id: str, rules: list[LimitRule], token_estimate: int, loop: LoopRule | None
 ) -> PendingAdmission:
-    """`limits_admit` in two halves: the check is sent to the counter store now, and its answer read
-    by `result()`, so the caller can do other work while the store runs it."""
+    """Count this request against the loop throttle and every rule, in one round trip to the
+    counter store whatever the number of rules. The check is sent now and its answer read by
+    `result()` (the grant, or LimitExceeded naming the first rule broken), so the caller can do
+    other work while the store runs it."""
     grant = Grant(tenant_id=principal.tenant_id, request_id=request_id, token_estimate=token_estimate)
     metered = [r for r in rules if r.rpm or r.tpm or r.concurrency]
     if not metered and loop is None:

@@ -13,6 +13,7 @@ import pytest
 import requests
 from django.utils import timezone
 
+from guard import middleware as guard_middleware
 from metering import budgets, limits
 from metering.models import BudgetCounter, BudgetReservation, UsageEvent
 from tenants.models import Budget, RateLimit
@@ -201,8 +202,8 @@ def test_a_request_over_a_limit_and_its_budget_is_told_429_and_holds_nothing(ope
 
 
 def test_once_a_limit_refuses_a_tenant_its_requests_are_checked_limit_first(openai_client, alice, monkeypatch):
-    """A flood of refused requests costs no budget reservation: after the first refusal the
-    gateway waits for the limits' answer before reserving."""
+    """A flood of refused requests costs neither a budget reservation nor a guard scan: after the
+    first refusal the gateway waits for the limits' answer before either."""
     limits.reset_counters()
     room_in_this_minute(10)
     RateLimit.objects.create(tenant=alice.tenant, scope="end_user", subject="*", rpm_limit=1)
@@ -210,6 +211,9 @@ def test_once_a_limit_refuses_a_tenant_its_requests_are_checked_limit_first(open
     reserved = []
     reserve = budgets.budget_reserve
     monkeypatch.setattr(budgets, "budget_reserve", lambda **kw: reserved.append(kw["request_id"]) or reserve(**kw))
+    scanned = []
+    inspect = guard_middleware.inspect
+    monkeypatch.setattr(guard_middleware, "inspect", lambda body, who: scanned.append(1) or inspect(body, who))
     admitted = chat(openai_client, user="u1")
     assert reserved == [admitted.headers["x-request-id"]]
     refused_ids = []
@@ -219,6 +223,7 @@ def test_once_a_limit_refuses_a_tenant_its_requests_are_checked_limit_first(open
         refused_ids.append(caught.value.response.headers["x-request-id"])
     # The first refusal was not known in advance: its reservation ran alongside, and was released.
     assert reserved == [admitted.headers["x-request-id"], refused_ids[0]]
+    assert len(scanned) == 2  # the admitted request and the first refusal
     assert not limits.recently_refused(alice.tenant.pk + 1000)
     assert limits.recently_refused(alice.tenant.pk)
     assert [ledger_row(rid).status_code for rid in refused_ids] == [429, 429, 429]

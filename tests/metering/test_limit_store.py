@@ -90,7 +90,7 @@ def test_an_admission_sent_ahead_reloads_a_flushed_script_and_counts_once(store)
     assert pool.pool.qsize() == pool.max_connections  # every connection went back
 
 
-def test_an_admission_sent_ahead_on_a_dropped_connection_is_asked_again_once(store):
+def test_an_admission_sent_ahead_replaces_a_pooled_connection_redis_dropped_and_counts_once(store):
     import redis
 
     keys, sent_ahead = _admission(store, uuid.uuid4().hex)
@@ -109,3 +109,52 @@ def test_an_admission_sent_ahead_to_a_dead_store_is_unavailable():
     answer = dead.admit_begin(["", "k:rpm", "k:tpm", "k:inflight"], [0, "r1", 1, 1000, 0, 0, 1, 0, 0])
     with pytest.raises(limits.LimitsUnavailable):
         answer()
+
+
+def test_an_admission_whose_reply_is_lost_is_asked_again_and_never_goes_uncounted(store):
+    """The script ran, then its reply was lost: asked again, the request counts twice (as
+    redis-py's own retry would), and the connection that lost it is dropped."""
+    import redis
+
+    keys, sent_ahead = _admission(store, uuid.uuid4().hex)
+    assert sent_ahead("r1")()[0] == 1
+    pool = store.client.connection_pool
+    conn = pool.get_connection()
+    pool.release(conn)
+
+    dropped = []
+
+    def lost(*args, **kwargs):
+        conn._sock.recv(65536)  # the reply arrives, and is lost
+        del conn.read_response  # once
+        dropped.append(conn._sock)
+        raise redis.ConnectionError("connection reset")
+
+    conn.read_response = lost
+    assert sent_ahead("r2")()[0] == 1
+    assert int(store.client.get(keys[1])) == 3  # r1, r2 and r2 asked again
+    assert store.client.zrange(keys[3], 0, -1) == [b"r1", b"r2"]  # one slot per request, whatever the count
+    assert len(dropped) == 1 and dropped[0].fileno() == -1  # the socket that lost it was closed
+
+
+def test_an_interruption_while_sending_an_admission_propagates_and_returns_the_connection(store):
+    """Only the store's own errors fall back to asking again; a timeout of the caller's (gevent's
+    Timeout is a BaseException) or an interrupt goes on up, the connection back in the pool."""
+
+    class Interrupted(BaseException):
+        pass
+
+    _keys, sent_ahead = _admission(store, uuid.uuid4().hex)
+    assert sent_ahead("r1")()[0] == 1
+    pool = store.client.connection_pool
+    conn = pool.get_connection()
+    pool.release(conn)
+
+    def interrupted(*args, **kwargs):
+        del conn.send_command
+        raise Interrupted
+
+    conn.send_command = interrupted
+    with pytest.raises(Interrupted):
+        sent_ahead("r2")
+    assert pool.pool.qsize() == pool.max_connections
