@@ -235,11 +235,7 @@ class UpstreamResponse:
         if not self._chunk_left:
             if self._crlf_due:
                 self._take_line()  # the CRLF that closes the chunk before
-            size_line = self._take_line()
-            try:
-                size = int(size_line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise ProtocolError(f"invalid chunk size {size_line[:40]!r}") from None
+            size = _chunk_size(self._take_line())
             if size == 0:
                 while self._take_line():  # trailer fields, ignored, up to the empty line
                     pass
@@ -257,13 +253,17 @@ class UpstreamResponse:
 
     def _chunk_head_received(self) -> bool:
         """Whether the next chunk's size line (and, after the last chunk, the trailer's end) is in
-        the buffer."""
+        the buffer. A size line that does not parse is left to the reading path, to raise once the
+        data before it has been handed over."""
         start = 2 if self._crlf_due else 0
         end = self._buffer.find(b"\r\n", start)
         if end < 0:
             return False
-        if self._buffer[start:end].split(b";", 1)[0].strip(b" \t0"):
-            return True
+        try:
+            if _chunk_size(self._buffer[start:end]):
+                return True
+        except ProtocolError:
+            return False
         return self._buffer.find(b"\r\n\r\n", end) >= 0  # the last chunk: its trailer, up to the empty line
 
     def _take_line(self) -> bytes:
@@ -273,6 +273,14 @@ class UpstreamResponse:
             self._buffer += self._recv()
         line, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
         return line
+
+
+def _chunk_size(size_line: bytes) -> int:
+    """A chunk's size from its size line (extensions after `;` ignored)."""
+    try:
+        return int(size_line.split(b";", 1)[0].strip(), 16)
+    except ValueError:
+        raise ProtocolError(f"invalid chunk size {size_line[:40]!r}") from None
 
 
 _MAX_HEAD_BYTES = 65536

@@ -103,6 +103,14 @@ def test_chunks_that_arrive_together_are_handed_over_together(provider_of):
     assert provider.accepted == 1  # each answer was read to its last chunk
 
 
+def test_chunks_received_before_bad_framing_are_handed_over_before_the_error(provider_of):
+    provider = provider_of([CHUNKED_HEAD + b"5\r\nfirst\r\nzz\r\nmore\r\n"])
+    pieces = post(provider, stream=True).stream()
+    assert next(pieces) == b"first"
+    with pytest.raises(ProtocolError, match="invalid chunk size"):
+        next(pieces)
+
+
 def test_stream_keeps_to_the_piece_size_asked_for(provider_of):
     provider = provider_of(
         [CHUNKED_HEAD, b"a\r\n0123456789\r\n0\r\n\r\n"], [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789"]
