@@ -1,6 +1,9 @@
-"""Guard cost: scanning prompts of 2,000 tokens (normalise, rules, classifier), p50 / p99 over
-distinct texts, so no verdict cache helps. Each prompt is dev texts joined, then cut to exactly
-`--tokens` gpt-4o tokens; the stages are timed apart too.
+"""Guard cost: the fast layers on prompts of 2,000 tokens (normalise, rules, n-gram model,
+perplexity contrast), p50 / p99 over distinct texts, so no verdict cache helps. Each prompt is dev
+texts joined, then cut to exactly `--tokens` gpt-4o tokens; the stages are timed apart too. Then
+stage two: its milliseconds per prompt (one window through the multilingual encoder), and the
+share of benign prompts the gate sends to it, on the development set's benign rows (mostly
+English) and on the validation set's (mostly other languages).
 
     python bench/guard_speed.py [--iterations 500]
 """
@@ -36,10 +39,11 @@ def main() -> None:
         ("attack-dense text (half injections)", [r["text"] for r in rows]),
     ):
         measure(name, corpus, args)
+    stage_two(rows, args)
 
 
 def measure(name: str, corpus: list[str], args) -> None:
-    from guard import classifier
+    from guard import classifier, perplexity
     from guard.normalize import normalize
     from guard.rules import find_rules
     from guard.scanner import scan
@@ -56,17 +60,23 @@ def measure(name: str, corpus: list[str], args) -> None:
     for prompt in prompts[:20]:
         scan(prompt + " warm-up")
     model = classifier.shipped_model()
-    stages: dict[str, list[float]] = {"normalise": [], "rules": [], "n-grams + score": []}
+    charlm = perplexity.shipped_model()
+    stages: dict[str, list[float]] = {"normalise": [], "rules": [], "n-grams + score": [], "perplexity": []}
+    fast_layers = []
     for prompt in prompts:
         started = time.perf_counter()
         normalized = normalize(prompt)
         normalised = time.perf_counter()
         find_rules(normalized.scan_text, normalized.lowered)
         ruled = time.perf_counter()
-        model.score(classifier.ngrams_of_lowered(normalized.lowered), set())
+        model.score_with_coverage(classifier.ngrams_of_lowered(normalized.lowered), set())
         scored = time.perf_counter()
-        for stage, seconds in zip(stages, (normalised - started, ruled - normalised, scored - ruled), strict=True):
+        charlm.span_contrast(normalized.scan_text)
+        contrasted = time.perf_counter()
+        laps = (normalised - started, ruled - normalised, scored - ruled, contrasted - scored)
+        for stage, seconds in zip(stages, laps, strict=True):
             stages[stage].append(seconds * 1000)
+        fast_layers.append((contrasted - started) * 1000)
     timings = []
     for prompt in prompts:
         started = time.perf_counter()
@@ -74,10 +84,31 @@ def measure(name: str, corpus: list[str], args) -> None:
         timings.append((time.perf_counter() - started) * 1000)
     print(
         f"{name}: {len(prompts)} distinct prompts of {args.tokens} tokens "
-        f"(median {statistics.median(len(p) for p in prompts):.0f} chars): scan {_quantiles(timings)}"
+        f"(median {statistics.median(len(p) for p in prompts):.0f} chars): fast layers {_quantiles(fast_layers)}"
     )
+    print(f"    whole scan (stage two where the gate opens) {_quantiles(timings)}")
     for stage, values in stages.items():
         print(f"    {stage:16} {_quantiles(values)}")
+
+
+def stage_two(dev_rows: list[dict], args) -> None:
+    from guard import semantic, stages
+    from guard.scanner import scan_many
+    from guard.validation import VALIDATION_PATH
+
+    validation = [json.loads(line) for line in VALIDATION_PATH.open(encoding="utf-8")]
+    windows = [v.window for v in stages.views([r["text"] for r in validation[:200]])]
+    semantic.embed(windows[:5])
+    timings = []
+    for window in windows:
+        started = time.perf_counter()
+        semantic.embed([window])
+        timings.append((time.perf_counter() - started) * 1000)
+    print(f"stage two, one window (up to {2 * semantic.WINDOW_CHARS} chars): {_quantiles(timings)}")
+    for name, rows in (("development set", dev_rows), ("validation set", validation)):
+        benign = [r["text"] for r in rows if r["label"] == 0]
+        share = sum(v.semantic for v in scan_many(benign)) / max(len(benign), 1)
+        print(f"    share of the {name}'s {len(benign)} benign prompts sent to stage two: {share:.1%}")
 
 
 def _quantiles(values: list[float]) -> str:

@@ -177,7 +177,13 @@ class LinearModel:
         return 1.0 / (1.0 + np.exp(-(x @ coef + self.intercept)))
 
     def score(self, grams: np.ndarray, fired: set[str]) -> float:
+        return self.score_with_coverage(grams, fired)[0]
+
+    def score_with_coverage(self, grams: np.ndarray, fired: set[str]) -> tuple[float, float]:
+        """The score, and the share of the text's n-grams the model has a weight for (low for a
+        language or a style it was not trained on: where it is unsure)."""
         weights = self.indicator_weights
+        coverage = 1.0
         # fsum: the same total whatever order the set iterates in (it varies between processes)
         margin = self.intercept + INDICATOR_SCALE * math.fsum(weights[name] for name in fired if name in weights)
         if len(grams) and len(self.ngram_keys):
@@ -185,9 +191,10 @@ class LinearModel:
             at = np.searchsorted(self.ngram_keys, grams)
             np.minimum(at, len(self.ngram_keys) - 1, out=at)
             known = at[self.ngram_keys[at] == grams]
+            coverage = len(known) / len(grams)
             total = float(self.ngram_weights[known].sum(dtype=np.float64))
             margin += NGRAM_SCALE * total / (len(grams) + SHORT_TEXT_PRIOR)
-        return 1.0 / (1.0 + math.exp(-margin))
+        return 1.0 / (1.0 + math.exp(-margin)), coverage
 
     def save(self, path: Path = MODEL_PATH) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

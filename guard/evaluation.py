@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 from . import classifier
-from .scanner import analyse, rule_names
+from .stages import views
 
 TARGET_FPR = 0.01
 # Thresholds are set at this rate on the training benign rows (scored out-of-fold): measured on
@@ -51,12 +51,8 @@ VOCABULARY = classifier.Vocabulary()
 
 
 def featurize(data: Labelled) -> Labelled:
-    normalized, matched = analyse(data.texts)
-    data.x = classifier.features(
-        [classifier.ngrams_of_lowered(n.lowered) for n in normalized],
-        [rule_names(hits) | n.signals for n, hits in zip(normalized, matched, strict=True)],
-        VOCABULARY,
-    )
+    seen = views(data.texts)
+    data.x = classifier.features([v.grams for v in seen], [v.fired for v in seen], VOCABULARY)
     return data
 
 
@@ -80,6 +76,23 @@ def fit(x, labels, extra: Labelled | None = None, *, c: float | None = None):
     model = classifier.train(x, labels, VOCABULARY, c=c)
     model.threshold = classifier.threshold_at_fpr(out_of_fold[(labels == 0) & calibrate], CALIBRATION_FPR)
     return model
+
+
+def out_of_fold_fast(data: Labelled, extra: Labelled, k: int = 3) -> np.ndarray:
+    """Stage one's logit for every row of `data` then `extra`, each from a model that did not see
+    it: what the second stage is trained on, so it learns how far a fresh fast score is worth."""
+    from scipy import sparse
+
+    from .stages import logit
+
+    x = sparse.vstack(
+        [classifier.widen(data.x, VOCABULARY.width), classifier.widen(extra.x, VOCABULARY.width)], format="csr"
+    )
+    labels = np.concatenate([data.labels, extra.labels])
+    scores = np.zeros(len(labels))
+    for train_idx, test_idx in StratifiedKFold(k, shuffle=True, random_state=11).split(x, labels):
+        scores[test_idx] = classifier.train(x[train_idx], labels[train_idx], VOCABULARY).scores(x[test_idx])
+    return np.array([logit(s) for s in scores])
 
 
 @dataclass
@@ -139,3 +152,67 @@ def shipped_by_source(data: Labelled, flagged: np.ndarray) -> dict[str, tuple[fl
     for source, hit in zip(data.sources, flagged, strict=True):
         groups[source].append(bool(hit))
     return {source: (float(np.mean(hits)), len(hits)) for source, hits in sorted(groups.items())}
+
+
+def subset(data: Labelled, mask: np.ndarray) -> Labelled:
+    index = np.flatnonzero(mask)
+    return Labelled([data.texts[i] for i in index], data.labels[index], [data.sources[i] for i in index], data.x[index])
+
+
+def fit_two_stage(data: Labelled, extra: Labelled, cache):
+    """Every model of the guard, trained on `data` plus `extra` (featurised): the fast layer, the
+    character model and the second stage (`guard.training.train` ships what this returns)."""
+    from . import perplexity, semantic, stages
+
+    fast = fit(data.x, data.labels, extra)
+    texts = data.texts + extra.texts
+    labels = np.concatenate([data.labels, extra.labels])
+    seen = stages.views(texts)
+    charlm = perplexity.fit([v.normalized.scan_text for v, label in zip(seen, labels, strict=True) if label == 0])
+    vectors = cache.embed([v.window for v in seen])
+    contrasts = [charlm.span_contrast(v.normalized.scan_text) for v in seen]
+    inputs = stages.second_stage_inputs(vectors, out_of_fold_fast(data, extra), contrasts)
+    return stages.Models(fast, charlm, semantic.train(inputs, labels))
+
+
+@dataclass
+class TwoStageReport:
+    """Per held-out development family: recall (or false positives) at the sanitise and the block
+    thresholds, each fold's models trained without the family and its policy chosen on validation."""
+
+    flagged: dict[str, float] = field(default_factory=dict)
+    blocked: dict[str, float] = field(default_factory=dict)
+    attack_families: set[str] = field(default_factory=set)
+
+
+def two_stage_leave_one_family_out(data: Labelled, extra: Labelled, validation: Labelled, cache, progress=None):
+    from . import policy, stages
+
+    report = TwoStageReport()
+    families = np.array(data.families)
+    for family in sorted(set(families)):
+        held = families == family
+        models = fit_two_stage(subset(data, ~held), extra, cache)
+        scored = stages.score_all(validation.texts, cache=cache, force_second_stage=True, models=models)
+        chosen = stages.choose_policy(scored, validation.labels, validation.families)
+        gate = stages.Gate(**chosen["gate"])
+        thresholds = policy.Thresholds(chosen["block"], chosen["sanitize"], chosen["log"])
+        held_scores = np.array(
+            [
+                s.score
+                for s in stages.score_all(
+                    [data.texts[i] for i in np.flatnonzero(held)], gate=gate, cache=cache, models=models
+                )
+            ]
+        )
+        for label in (0, 1):
+            mine = data.labels[held] == label
+            if mine.any():
+                name = f"{family} ({'attacks' if label else 'benign'})"
+                report.flagged[name] = float((held_scores[mine] >= thresholds.log).mean())
+                report.blocked[name] = float((held_scores[mine] >= thresholds.block).mean())
+                if label:
+                    report.attack_families.add(name)
+        if progress:
+            progress(family)
+    return report

@@ -1,5 +1,6 @@
 """The guard's step in the proxy's request path: collect the untrusted text of a request, scan it,
-and act on the tenant's policy (block, sanitise or log), recording each detection.
+and act on the tenant's policy (`guard.policy`: block, sanitise or log by score), recording each
+detection.
 
 Untrusted text: user turns, tool results and documents inside messages; the tenant's own system
 prompt only when its plan says so. Verdicts are cached by text, so a chat history resent with
@@ -13,6 +14,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from . import policy
 from .models import GuardEvent, GuardMode
 from .normalize import strip_hidden
 from .scanner import Verdict, scan_many
@@ -41,6 +43,8 @@ class Piece:
 class Detection:
     piece: Piece
     verdict: Verdict
+    action: str  # policy.BLOCK, SANITIZE or LOG
+    threshold: float  # the threshold of that tier, for the record
 
 
 class _VerdictCache:
@@ -107,15 +111,9 @@ def _scan(pieces: list[Piece]) -> list[Verdict]:
     return verdicts  # type: ignore[return-value]
 
 
-def threshold_for(principal, role: str, default: float) -> float:
-    roles = dict(principal.guard_role_thresholds)
-    if role in roles:
-        return float(roles[role])
-    return principal.guard_threshold if principal.guard_threshold is not None else default
-
-
 def inspect(body: dict, principal) -> list[Detection]:
-    """Scan a request body against the principal's policy; returns what crossed its threshold."""
+    """Scan a request body against the principal's policy; returns each text that reached a tier
+    (log, sanitise or block), with its action."""
     if principal.guard_mode == GuardMode.OFF:
         return []
     pieces = collect(body, scan_system=principal.guard_scan_system)
@@ -123,19 +121,33 @@ def inspect(body: dict, principal) -> list[Detection]:
         return []
     detections = []
     for piece, verdict in zip(pieces, _scan(pieces), strict=True):
-        if verdict.score >= threshold_for(principal, piece.role, verdict.threshold):
-            detections.append(Detection(piece, verdict))
+        thresholds = policy.thresholds_for(principal, piece.role)
+        action = thresholds.action(verdict.score, principal.guard_mode)
+        if action != policy.ALLOW:
+            detections.append(Detection(piece, verdict, action, getattr(thresholds, action)))
     return detections
 
 
+def blocks(detections: list[Detection]) -> bool:
+    return any(d.action == policy.BLOCK for d in detections)
+
+
 def sanitize(detections: list[Detection]) -> None:
-    """Strip hidden characters and fence each flagged text as data, in place in the body."""
+    """Strip hidden characters and fence each text the policy sanitises as data, in place in the body."""
     for detection in detections:
-        piece = detection.piece
-        piece.container[piece.key] = FENCE.format(text=strip_hidden(piece.text))
+        if detection.action == policy.SANITIZE:
+            piece = detection.piece
+            piece.container[piece.key] = FENCE.format(text=strip_hidden(piece.text))
 
 
-def record(*, detections: list[Detection], principal, request_id: str, endpoint: str, action: str) -> None:
+_EVENT_ACTION = {
+    policy.BLOCK: GuardEvent.Action.BLOCKED,
+    policy.SANITIZE: GuardEvent.Action.SANITIZED,
+    policy.LOG: GuardEvent.Action.LOGGED,
+}
+
+
+def record(*, detections: list[Detection], principal, request_id: str, endpoint: str) -> None:
     GuardEvent.objects.bulk_create(
         [
             GuardEvent(
@@ -145,9 +157,9 @@ def record(*, detections: list[Detection], principal, request_id: str, endpoint:
                 role=d.piece.role,
                 message_index=d.piece.message_index,
                 score=d.verdict.score,
-                threshold=threshold_for(principal, d.piece.role, d.verdict.threshold),
+                threshold=d.threshold,
                 rules=d.verdict.rules + d.verdict.signals,
-                action=action,
+                action=_EVENT_ACTION[d.action],
                 excerpt=d.verdict.excerpt[:300],
             )
             for d in detections

@@ -1,76 +1,59 @@
-"""Scan text for prompt injection: normalise, match rules, score with the shipped model."""
+"""Scan text for prompt injection: both stages (`guard.stages`), then the default policy's action."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import classifier
-from .normalize import Normalized, normalize
-from .rules import SIGNAL_WEIGHTS, combine, find_rules
+from . import policy, stages
 
-# Used when no model is shipped: the rules' own noisy-OR score.
-RULES_ONLY_THRESHOLD = 0.5
 EXCERPT_CHARS = 160
 
 
 @dataclass
 class Verdict:
     score: float
-    threshold: float
+    action: str  # what the shipped default policy does: block, sanitize, log or allow
     rules: list[str] = field(default_factory=list)
     signals: list[str] = field(default_factory=list)
     excerpt: str = ""
+    semantic: bool = False  # whether stage two read it
 
     @property
     def flagged(self) -> bool:
-        return self.score >= self.threshold
+        return self.action != policy.ALLOW
 
     def as_json(self) -> dict:
-        return {"flagged": self.flagged, "score": round(self.score, 4), "rules": self.rules + self.signals}
+        return {
+            "flagged": self.flagged,
+            "score": round(self.score, 4),
+            "rules": self.rules + self.signals,
+            "action": self.action,
+        }
 
 
-def _excerpt(normalized: Normalized, hits) -> str:
-    text = normalized.scan_text
-    start = max(hits[0][1].start() - 40, 0) if hits else 0
+def _excerpt(view: stages.View) -> str:
+    text = view.normalized.scan_text
+    start = max(view.hits[0][1].start() - 40, 0) if view.hits else 0
     return text[start : start + EXCERPT_CHARS]
 
 
-def analyse(texts: list[str]) -> tuple[list[Normalized], list[list]]:
-    """Each text normalised, and its rule hits: (rule, first match) pairs."""
-    normalized = [normalize(t) for t in texts]
-    return normalized, [find_rules(n.scan_text, n.lowered) for n in normalized]
-
-
-def rule_names(hits) -> set[str]:
-    return {rule.name for rule, _ in hits}
-
-
-def scan_many(texts: list[str], *, threshold: float | None = None) -> list[Verdict]:
-    normalized, matched = analyse(texts)
-    model = classifier.shipped_model()
-    if model is not None:
-        scores = [
-            model.score(classifier.ngrams_of_lowered(n.lowered), rule_names(hits) | n.signals)
-            for n, hits in zip(normalized, matched, strict=True)
-        ]
-        default = model.threshold
-    else:
-        scores = [
-            combine([rule.weight for rule, _ in hits] + [SIGNAL_WEIGHTS[s] for s in n.signals])
-            for n, hits in zip(normalized, matched, strict=True)
-        ]
-        default = RULES_ONLY_THRESHOLD
-    return [
-        Verdict(
-            score=float(score),
-            threshold=default if threshold is None else threshold,
-            rules=[rule.name for rule, _ in hits],
-            signals=sorted(n.signals),
-            excerpt=_excerpt(n, hits),
+def scan_many(texts: list[str]) -> list[Verdict]:
+    thresholds = policy.shipped()
+    verdicts = []
+    for scored in stages.score_all(texts, gate=policy.shipped_gate()):
+        view = scored.view
+        verdicts.append(
+            Verdict(
+                score=float(scored.score),
+                action=thresholds.action(scored.score),
+                rules=[rule.name for rule, _ in view.hits],
+                signals=sorted(view.normalized.signals),
+                excerpt=_excerpt(view),
+                semantic=scored.gated,
+            )
         )
-        for n, hits, score in zip(normalized, matched, scores, strict=True)
-    ]
+    return verdicts
 
 
-def scan(text: str, *, threshold: float | None = None) -> Verdict:
-    return scan_many([text], threshold=threshold)[0]
+def scan(text: str) -> Verdict:
+    return scan_many([text])[0]

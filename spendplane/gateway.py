@@ -22,7 +22,6 @@ from django.utils import timezone
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
 from guard import middleware as guard_step
-from guard.models import GuardEvent, GuardMode
 from metering import budgets, limits, pricing, tokens
 from metering.ledger_writer import batch_writer
 from metering.models import UsageEvent
@@ -401,7 +400,7 @@ def _admit(call: ProxyCall) -> None:
     over_budget = None  # the 402, made but not raised (so holding no frames) until its turn
     try:
         detections = _guard_scan(call)
-        if not (detections and principal.guard_mode == GuardMode.BLOCK):
+        if not guard_step.blocks(detections):
             over_budget = _reserve(call, budget_rules, max_output)
     finally:
         _limits_answer(call, pending)
@@ -450,27 +449,21 @@ def _guard_scan(call: ProxyCall) -> list:
 
 
 def _guard_act(call: ProxyCall, detections: list) -> None:
-    """Per the tenant's policy: block (400), sanitise in place, or only log."""
-    mode = call.principal.guard_mode
-    action = {GuardMode.BLOCK: GuardEvent.Action.BLOCKED, GuardMode.SANITIZE: GuardEvent.Action.SANITIZED}.get(
-        mode, GuardEvent.Action.LOGGED
-    )
+    """Per the policy's action for each text: block the request (400), sanitise in place, or log."""
     guard_step.record(
         detections=detections,
         principal=call.principal,
         request_id=call.request_id,
         endpoint=call.endpoint,
-        action=action,
     )
-    if mode == GuardMode.BLOCK:
+    if guard_step.blocks(detections):
         raise ProxyError(
             400,
             "This request was blocked: it looks like a prompt-injection attempt "
             f"(score {max(d.verdict.score for d in detections):.2f}).",
             code="prompt_injection_detected",
         )
-    if mode == GuardMode.SANITIZE:
-        guard_step.sanitize(detections)
+    guard_step.sanitize(detections)
 
 
 def _reserve(call: ProxyCall, budget_rules: list, max_output: int) -> ProxyError | None:

@@ -71,7 +71,10 @@ class TenantAdmin(admin.ModelAdmin):
             {"fields": ["monthly_budget_usd", "rpm_limit", "tpm_limit", "max_concurrency"]},
         ),
         ("Revenue", {"fields": ["monthly_price_override_usd"]}),
-        ("Prompt-injection guard (empty: the plan's)", {"fields": ["guard_mode", "guard_threshold"]}),
+        (
+            "Prompt-injection guard (empty: the plan's)",
+            {"fields": ["guard_mode", "guard_block_threshold", "guard_sanitize_threshold"]},
+        ),
     ]
 
     @admin.display(description="Monthly budget")

@@ -6,14 +6,24 @@ import secrets
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
 from guard.models import GuardMode
+from guard.policy import parse_role_thresholds
 
 KEY_PREFIX = "sp_"
 # "sp_" plus 8 characters: what is stored in the clear and shown in lists.
 KEY_LOOKUP_LENGTH = 11
+
+
+def validate_role_thresholds(value) -> None:
+    try:
+        parse_role_thresholds(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 class Plan(models.Model):
@@ -38,9 +48,23 @@ class Plan(models.Model):
         default="block",
         help_text="What the prompt-injection guard does with a detection.",
     )
-    guard_threshold = models.FloatField(null=True, blank=True, help_text="Score in [0, 1]; empty: the shipped default.")
+    guard_block_threshold = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0)],
+        help_text="Refuse a text scoring at least this (0-1; over 1 never blocks); empty: the shipped default.",
+    )
+    guard_sanitize_threshold = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0)],
+        help_text="Fence a text scoring at least this as untrusted data; empty: the shipped default.",
+    )
     guard_role_thresholds = models.JSONField(
-        default=dict, blank=True, help_text='Per message role, e.g. {"tool": 0.5, "user": 0.8}.'
+        default=dict,
+        blank=True,
+        validators=[validate_role_thresholds],
+        help_text='Per message role, e.g. {"tool": {"block": 0.9, "sanitize": 0.3}}; a number: the sanitise threshold.',
     )
     guard_scan_system = models.BooleanField(default=False, help_text="Also scan the tenant's own system prompt.")
     allow_unpriced_models = models.BooleanField(
@@ -81,7 +105,8 @@ class Tenant(models.Model):
         default="",
         choices=[("", "The plan's"), *GuardMode.choices],
     )
-    guard_threshold = models.FloatField(null=True, blank=True)
+    guard_block_threshold = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.0)])
+    guard_sanitize_threshold = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.0)])
     timezone = models.CharField(max_length=64, default="UTC")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

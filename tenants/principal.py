@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from guard.policy import parse_role_thresholds
+
 from .models import ApiKey, Budget, RateLimit, Tenant
 
 
@@ -55,8 +57,10 @@ class Principal:
     allowed_models: tuple[str, ...] = field(default_factory=tuple)
     allow_unpriced_models: bool = True
     guard_mode: str = "block"
-    guard_threshold: float | None = None
-    guard_role_thresholds: tuple[tuple[str, float], ...] = field(default_factory=tuple)
+    guard_block_threshold: float | None = None
+    guard_sanitize_threshold: float | None = None
+    # role → (block, sanitize), either None for "the principal's own"
+    guard_role_thresholds: tuple[tuple[str, tuple[float | None, float | None]], ...] = field(default_factory=tuple)
     guard_scan_system: bool = False
     budgets: tuple[BudgetSpec, ...] = field(default_factory=tuple)
     rate_limits: tuple[LimitSpec, ...] = field(default_factory=tuple)
@@ -96,8 +100,9 @@ class Principal:
             allowed_models=tuple(plan.allowed_models or ()),
             allow_unpriced_models=plan.allow_unpriced_models,
             guard_mode=tenant.guard_mode or plan.guard_mode,
-            guard_threshold=tenant.guard_threshold if tenant.guard_threshold is not None else plan.guard_threshold,
-            guard_role_thresholds=tuple(sorted((plan.guard_role_thresholds or {}).items())),
+            guard_block_threshold=_own_or_plans(tenant.guard_block_threshold, plan.guard_block_threshold),
+            guard_sanitize_threshold=_own_or_plans(tenant.guard_sanitize_threshold, plan.guard_sanitize_threshold),
+            guard_role_thresholds=tuple(sorted(parse_role_thresholds(plan.guard_role_thresholds or {}).items())),
             guard_scan_system=plan.guard_scan_system,
             budgets=budgets,
             rate_limits=rate_limits,
@@ -105,3 +110,7 @@ class Principal:
 
     def may_call(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
+
+
+def _own_or_plans(own, plans):
+    return own if own is not None else plans

@@ -75,15 +75,62 @@ def test_the_system_prompt_is_trusted_unless_the_plan_says_otherwise(openai_clie
         openai_client.chat.completions.create(model="gpt-4o-mini", messages=messages)
 
 
-def test_a_role_threshold_applies_to_that_role_only(openai_client, alice):
-    alice.tenant.plan.guard_role_thresholds = {"user": 1.01}
+def test_a_role_threshold_applies_to_that_role_only(openai_client, alice, mock_upstream):
+    alice.tenant.plan.guard_role_thresholds = {"user": {"block": 1.01, "sanitize": 1.01}}
     alice.tenant.plan.save()
     openai_client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": ATTACK}])
+    assert mock_upstream.state.requests[-1]["body"]["messages"][0]["content"] == ATTACK
+    assert GuardEvent.objects.get().action == "logged"  # under both tiers, over the log threshold
     with pytest.raises(openai.BadRequestError):
         openai_client.chat.completions.create(
             model="gpt-4o-mini",
             messages=[{"role": "user", "content": "hi"}, {"role": "tool", "content": ATTACK, "tool_call_id": "x"}],
         )
+
+
+def test_a_bare_role_number_moves_only_the_sanitise_threshold(openai_client, alice):
+    alice.tenant.plan.guard_role_thresholds = {"user": 1.01}
+    alice.tenant.plan.save()
+    with pytest.raises(openai.BadRequestError):  # still over the shipped block threshold
+        openai_client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": ATTACK}])
+
+
+def test_block_mode_sanitises_in_the_band_under_the_block_threshold(openai_client, alice, mock_upstream):
+    alice.tenant.guard_block_threshold = 1.01
+    alice.tenant.guard_sanitize_threshold = 0.5
+    alice.tenant.save()
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": ATTACK}])
+    assert mock_upstream.state.requests[-1]["body"]["messages"][0]["content"].startswith("<untrusted_content>")
+    event = GuardEvent.objects.get()
+    assert (event.action, event.threshold) == ("sanitized", 0.5)
+    assert ledger_row(event.request_id).status_code == 200
+
+
+def test_a_tenants_thresholds_override_its_plans(openai_client, alice, mock_upstream):
+    alice.tenant.plan.guard_block_threshold = 1.01
+    alice.tenant.plan.guard_sanitize_threshold = 1.01
+    alice.tenant.plan.save()
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": ATTACK}])
+    assert GuardEvent.objects.get().action == "logged"
+    alice.tenant.guard_block_threshold = 0.5
+    alice.tenant.save()
+    with pytest.raises(openai.BadRequestError):
+        openai_client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": ATTACK}])
+
+
+def test_role_thresholds_are_validated_by_the_api():
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {MASTER_KEY}")
+    for bad in ({"tool": "high"}, {"tool": {"block": 0.9, "warn": 0.2}}, {"tool": -1}, ["tool"], {"tool": True}):
+        answer = api.post("/api/v1/plans/", {"name": f"p{bad!r}", "guard_role_thresholds": bad}, format="json")
+        assert answer.status_code == 400, bad
+        assert "guard_role_thresholds" in answer.json(), answer.json()
+    good = api.post(
+        "/api/v1/plans/",
+        {"name": "tiered", "guard_role_thresholds": {"tool": {"block": 0.9, "sanitize": 0.3}, "user": 0.95}},
+        format="json",
+    )
+    assert good.status_code == 201, good.json()
 
 
 def test_anthropic_tool_results_are_scanned(anthropic_client, mock_upstream):
@@ -114,7 +161,8 @@ def test_guard_scan_writes_one_verdict_per_line_in_order(tmp_path, capsys):
     call_command("guard_scan", str(path))
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["flagged"] for line in lines] == [False, True, False]
-    assert set(lines[1]) == {"flagged", "score", "rules"} and 0 <= lines[1]["score"] <= 1
+    assert set(lines[1]) == {"flagged", "score", "rules", "action"} and 0 <= lines[1]["score"] <= 1
+    assert lines[1]["action"] == "block" and [line["action"] for line in (lines[0], lines[2])] == ["allow", "allow"]
 
 
 def test_guard_eval_reports_recall_and_false_positives(tmp_path, capsys):
@@ -123,4 +171,5 @@ def test_guard_eval_reports_recall_and_false_positives(tmp_path, capsys):
     path.write_text("\n".join(json.dumps(r) for r in rows))
     call_command("guard_eval", str(path), "--shipped-only")
     out = capsys.readouterr().out
-    assert "recall 1.000 on 1 attacks" in out and "false-positive rate 0.000 on 1 benign" in out
+    assert "recall 1.000 flagged, 1.000 blocked, on 1 attacks" in out
+    assert "false positives 0.0000 flagged, 0.0000 blocked, on 1 benign" in out
