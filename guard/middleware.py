@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from . import policy
+from . import carriers, policy
 from .models import GuardEvent, GuardMode
 from .normalize import strip_hidden
 from .scanner import Verdict, scan_many
@@ -37,6 +37,7 @@ class Piece:
     text: str
     container: object  # the dict holding the text
     key: str | int
+    span: tuple[int, int] | None = None  # a carrier inside the text: only this stretch
 
 
 @dataclass
@@ -69,9 +70,21 @@ class _VerdictCache:
 _cache = _VerdictCache()
 
 
+def _text_pieces(role: str, index: int, text: str, holder, key) -> list[Piece]:
+    """The text as one piece, plus, in a user turn, each carrier pasted into it as a document."""
+    if not text.strip():
+        return []
+    pieces = [Piece(role, index, text, holder, key)]
+    if role == "user":
+        pieces += [
+            Piece("document", index, text[start:end], holder, key, (start, end)) for start, end in carriers.spans(text)
+        ]
+    return pieces
+
+
 def _pieces_of(content, role: str, index: int, holder: dict, key) -> list[Piece]:
     if isinstance(content, str):
-        return [Piece(role, index, content, holder, key)] if content.strip() else []
+        return _text_pieces(role, index, content, holder, key)
     pieces = []
     if isinstance(content, list):
         for part in content:
@@ -79,7 +92,7 @@ def _pieces_of(content, role: str, index: int, holder: dict, key) -> list[Piece]
                 continue
             kind = part.get("type")
             if kind in ("text", "input_text") and isinstance(part.get("text"), str):
-                pieces.append(Piece(role, index, part["text"], part, "text"))
+                pieces += _text_pieces(role, index, part["text"], part, "text")
             elif kind == "tool_result":
                 pieces += _pieces_of(part.get("content"), "tool", index, part, "content")
             elif kind == "document" and isinstance(part.get("source"), dict) and part["source"].get("type") == "text":
@@ -133,11 +146,19 @@ def blocks(detections: list[Detection]) -> bool:
 
 
 def sanitize(detections: list[Detection]) -> None:
-    """Strip hidden characters and fence each text the policy sanitises as data, in place in the body."""
-    for detection in detections:
-        if detection.action == policy.SANITIZE:
-            piece = detection.piece
+    """Strip hidden characters and fence each text the policy sanitises as data, in place in the
+    body: a whole text, or only a carrier's stretch of it (when the whole is not fenced anyway)."""
+    chosen = [d.piece for d in detections if d.action == policy.SANITIZE]
+    whole = {(id(p.container), p.key) for p in chosen if p.span is None}
+    for piece in chosen:
+        if piece.span is None:
             piece.container[piece.key] = FENCE.format(text=strip_hidden(piece.text))
+    # later stretches first, so earlier offsets still hold
+    stretches = [p for p in chosen if p.span is not None and (id(p.container), p.key) not in whole]
+    for piece in sorted(stretches, key=lambda p: p.span[0], reverse=True):
+        start, end = piece.span
+        text = piece.container[piece.key]
+        piece.container[piece.key] = text[:start] + FENCE.format(text=strip_hidden(text[start:end])) + text[end:]
 
 
 _EVENT_ACTION = {

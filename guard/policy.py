@@ -108,10 +108,29 @@ def _score(role: str, value) -> float:
     return float(value)
 
 
+@lru_cache(maxsize=1)
+def shipped_role_sanitize() -> dict[str, float]:
+    """The sanitise threshold for data carriers (tool results, documents, carriers pasted into a
+    user turn): lower than a user's own words, since an instruction there is evidence, and
+    fencing data costs the request nothing."""
+    return {role: float(value) for role, value in (shipped_policy().get("roles") or {}).items()}
+
+
+def default_thresholds_for_role(role: str) -> Thresholds:
+    """What the shipped defaults do for a message role (no plan or tenant overrides)."""
+    base = shipped()
+    carrier = shipped_role_sanitize().get(role)
+    return base.overridden(sanitize=carrier) if carrier is not None and carrier < base.sanitize else base
+
+
 def thresholds_for(principal, role: str) -> Thresholds:
-    """The thresholds for one message role under the principal's plan and tenant."""
+    """The thresholds for one message role: the plan's own for that role, else the principal's
+    (plan, then tenant) with the shipped carrier default where it is lower."""
     base = shipped().overridden(principal.guard_block_threshold, principal.guard_sanitize_threshold)
     for name, (block, sanitize) in principal.guard_role_thresholds:
         if name == role:
             return base.overridden(block, sanitize)
+    carrier = shipped_role_sanitize().get(role)
+    if carrier is not None and carrier < base.sanitize:
+        return base.overridden(sanitize=carrier)
     return base

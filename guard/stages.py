@@ -177,6 +177,9 @@ SANITIZE_FPR = 0.01
 # same rate of benign prompts as sanitising, 1%. A plan that raises its sanitise threshold keeps
 # the band between as logged (`policy.Thresholds.overridden`).
 LOG_FPR = SANITIZE_FPR
+# Data carriers are fenced from this rate of benign prompts on: fencing data forwards it all.
+CARRIER_SANITIZE_FPR = 0.05
+CARRIER_ROLES = ("tool", "function", "document")
 # A gate may cost at most this share of the recall that running stage two on everything gives.
 GATE_RECALL_LOSS = 0.03
 
@@ -210,6 +213,7 @@ def choose_policy(scored: list[Scored], labels: np.ndarray, families: list[str])
     opened = (fast >= gate_fast) | (coverage <= gate_coverage) | (contrast >= gate_contrast)
     final = np.where(opened, full, imputed)
     log = min(threshold_at_fpr(final[benign], benign_families, LOG_FPR), sanitize)
+    carrier = min(threshold_at_fpr(final[benign], benign_families, CARRIER_SANITIZE_FPR), sanitize)
     return {
         "block": round(block, 6),
         "sanitize": round(sanitize, 6),
@@ -219,6 +223,7 @@ def choose_policy(scored: list[Scored], labels: np.ndarray, families: list[str])
             "coverage": gate_coverage,
             "contrast": gate_contrast if np.isfinite(gate_contrast) else 1e9,
         },
+        "roles": dict.fromkeys(CARRIER_ROLES, round(carrier, 6)),
         "chosen_on": "guard/validation/validation.jsonl",
         "validation": {
             "recall_at_sanitize": round(recall, 4),

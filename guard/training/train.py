@@ -77,6 +77,7 @@ def main(path: str | None = None) -> None:
     policy.THRESHOLDS_PATH.write_text(json.dumps(chosen, indent=2) + "\n")
     policy.shipped.cache_clear()
     policy.shipped_policy.cache_clear()
+    policy.shipped_role_sanitize.cache_clear()
     print(f"policy chosen on validation: {json.dumps(chosen)}")
     print(f"({time.monotonic() - started:.0f}s)")
 

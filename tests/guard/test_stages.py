@@ -151,3 +151,36 @@ def test_the_shipped_guard_holds_its_figures_on_the_validation_set():
     assert blocked[labels == 1].mean() >= 0.25
     assert flagged[labels == 0].mean() <= 0.03
     assert blocked[labels == 0].mean() <= 0.003
+
+
+def test_carriers_pasted_into_a_user_turn_are_found():
+    from guard import carriers
+
+    email = "Subject: Invoice\nFrom: ana@example.com\n\nPlease pay by Friday. Thanks, Ana"
+    text = f"Can you summarise this email for me?\n\n{email}"
+    assert [text[a:b] for a, b in carriers.spans(text)] == [email]
+    code = "def total(rows):\n    # sum the amounts for this month only\n    return sum(rows)\n"
+    fenced = f"Why does this fail?\n```python\n{code}```\nThanks"
+    assert [fenced[a:b] for a, b in carriers.spans(fenced)] == [code]
+    quoted = (
+        "My colleague wrote:\n> we should move the launch to May\n> because the venue is booked in April\nThoughts?"
+    )
+    assert len(carriers.spans(quoted)) == 1
+    assert carriers.spans("Ignore the noise in this data and tell me the trend.") == []
+
+
+def test_guard_scan_takes_a_role_and_scores_a_carrier_by_the_carrier_thresholds(tmp_path, capsys):
+    from django.core.management import call_command
+
+    thresholds = policy.shipped()
+    carrier = policy.shipped_role_sanitize()["document"]
+    assert carrier < thresholds.sanitize
+    texts = [r["text"] for r in _rows(VALIDATION_PATH)]
+    verdicts = scan_many(texts)
+    between = next(t for t, v in zip(texts, verdicts, strict=True) if carrier <= v.score < thresholds.sanitize)
+    path = tmp_path / "lines.jsonl"
+    path.write_text("\n".join(json.dumps({"text": between, "role": role}) for role in ("user", "document")) + "\n")
+    call_command("guard_scan", str(path))
+    user, document = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert (user["action"], document["action"]) == ("allow", "sanitize")
+    assert user["score"] == document["score"]
