@@ -194,7 +194,9 @@ def two_stage_leave_one_family_out(data: Labelled, extra: Labelled, validation: 
         held = families == family
         models = fit_two_stage(subset(data, ~held), extra, cache)
         scored = stages.score_all(validation.texts, cache=cache, force_second_stage=True, models=models)
-        chosen = stages.choose_policy(scored, validation.labels, validation.families)
+        benign_traffic = [t for t, label in zip(data.texts, data.labels, strict=True) if label == 0]
+        traffic = stages.score_all(benign_traffic, models=models)
+        chosen = stages.choose_policy(scored, validation.labels, validation.families, traffic)
         gate = stages.Gate(**chosen["gate"])
         thresholds = policy.Thresholds(chosen["block"], chosen["sanitize"], chosen["log"])
         held_scores = np.array(

@@ -21,6 +21,9 @@ MODEL_PATH = Path(__file__).resolve().parent / "model" / "charlm.npz"
 CELLS = 1 << 18
 SPAN = 32  # characters per stretch
 MIN_CHARS = 2 * SPAN
+# A long text is read at its two ends only, where appended or prepended search output sits: the
+# cost stays flat with length.
+END_CHARS = 1200
 # Fires when the worst stretch's mean surprisal (nats per character) is this far over the median
 # stretch's; set in training at a rate of benign prompts (`fit`).
 DEFAULT_CONTRAST = 1.6
@@ -63,6 +66,8 @@ class CharModel:
         fifth-most fluent of each 25)."""
         if len(text) < MIN_CHARS:
             return 0.0
+        if len(text) > 2 * END_CHARS:
+            text = text[:END_CHARS] + " " + text[-END_CHARS:]
         per_char = self.surprisal(text)
         sums = np.convolve(per_char, np.ones(SPAN, dtype=np.float32), mode="valid")[:: SPAN // 2] / SPAN
         return float(sums.max() - np.quantile(sums, 0.2))

@@ -184,8 +184,13 @@ CARRIER_ROLES = ("tool", "function", "document")
 GATE_RECALL_LOSS = 0.03
 
 
-def choose_policy(scored: list[Scored], labels: np.ndarray, families: list[str]) -> dict:
-    """The gate and the thresholds, from validation rows scored with stage two forced on."""
+def choose_policy(
+    scored: list[Scored], labels: np.ndarray, families: list[str], traffic: list[Scored] | None = None
+) -> dict:
+    """The gate and the thresholds, from validation rows scored with stage two forced on. The
+    gate's cost, the share of benign prompts it opens for, is counted over the validation set's
+    benign rows plus `traffic` (stage one's view of other benign prompts, such as the development
+    set's, long documents included): a cost, so no detection figure is tuned on them."""
     full = np.array([r.full for r in scored])
     imputed = np.array([r.imputed for r in scored])
     fast = np.array([r.fast for r in scored])
@@ -194,19 +199,30 @@ def choose_policy(scored: list[Scored], labels: np.ndarray, families: list[str])
     benign = labels == 0
     benign_families = np.array(families)[benign]
 
-    def evaluate(opened: np.ndarray) -> tuple[float, float, float, float]:
+    traffic = traffic or []
+    traffic_fast = np.array([r.fast for r in traffic])
+    traffic_coverage = np.array([r.coverage for r in traffic])
+    traffic_contrast = np.array([r.contrast for r in traffic])
+
+    def evaluate(opened: np.ndarray, traffic_opened: np.ndarray) -> tuple[float, float, float, float]:
         final = np.where(opened, full, imputed)
         sanitize = threshold_at_fpr(final[benign], benign_families, SANITIZE_FPR)
         block = threshold_at_fpr(final[benign], benign_families, BLOCK_FPR)
-        return float((final[~benign] >= sanitize).mean()), sanitize, block, float(opened[benign].mean())
+        share = float(np.concatenate([opened[benign], traffic_opened]).mean())
+        return float((final[~benign] >= sanitize).mean()), sanitize, block, share
 
-    best_recall = evaluate(np.ones(len(labels), dtype=bool))[0]
+    best_recall = evaluate(np.ones(len(labels), dtype=bool), np.ones(len(traffic), dtype=bool))[0]
     choice = None
     for gate_fast in np.quantile(fast[benign], [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99]):
         for gate_coverage in (-1.0, 0.0, 0.1, 0.2, 0.3):
             for gate_contrast in (np.inf, 2.5, 2.0, 1.5):
                 opened = (fast >= gate_fast) | (coverage <= gate_coverage) | (contrast >= gate_contrast)
-                recall, sanitize, block, share = evaluate(opened)
+                traffic_opened = (
+                    (traffic_fast >= gate_fast)
+                    | (traffic_coverage <= gate_coverage)
+                    | (traffic_contrast >= gate_contrast)
+                )
+                recall, sanitize, block, share = evaluate(opened, traffic_opened)
                 if recall >= best_recall * (1 - GATE_RECALL_LOSS) and (choice is None or share < choice[0]):
                     choice = (share, float(gate_fast), gate_coverage, float(gate_contrast), sanitize, block, recall)
     share, gate_fast, gate_coverage, gate_contrast, sanitize, block, recall = choice
@@ -229,6 +245,7 @@ def choose_policy(scored: list[Scored], labels: np.ndarray, families: list[str])
             "recall_at_sanitize": round(recall, 4),
             "recall_at_block": round(float((final[~benign] >= block).mean()), 4),
             "benign_share_through_gate": round(share, 4),
+            "benign_rows_counted_for_the_share": int(benign.sum()) + len(traffic),
             "weighted_fpr_at_sanitize": round(weighted_fpr(final[benign], benign_families, sanitize), 4),
             "weighted_fpr_at_block": round(weighted_fpr(final[benign], benign_families, block), 4),
         },

@@ -73,7 +73,9 @@ def main(path: str | None = None) -> None:
 
     validation = load_jsonl(VALIDATION_PATH)
     scored = stages.score_all(validation.texts, cache=cache, force_second_stage=True, models=models)
-    chosen = stages.choose_policy(scored, validation.labels, validation.families)
+    benign_traffic = [t for t, label in zip(dev.texts, dev.labels, strict=True) if label == 0]
+    traffic = stages.score_all(benign_traffic, models=models)
+    chosen = stages.choose_policy(scored, validation.labels, validation.families, traffic)
     policy.THRESHOLDS_PATH.write_text(json.dumps(chosen, indent=2) + "\n")
     policy.shipped.cache_clear()
     policy.shipped_policy.cache_clear()
