@@ -21,9 +21,9 @@ MODEL_PATH = Path(__file__).resolve().parent / "model" / "charlm.npz"
 CELLS = 1 << 18
 SPAN = 32  # characters per stretch
 MIN_CHARS = 2 * SPAN
-# A long text is read at its two ends only, where appended or prepended search output sits: the
+# A long text is read at its two ends only (600 characters each), where appended or prepended search output sits: the
 # cost stays flat with length.
-END_CHARS = 1200
+END_CHARS = 600
 # Fires when the worst stretch's mean surprisal (nats per character) is this far over the median
 # stretch's; set in training at a rate of benign prompts (`fit`).
 DEFAULT_CONTRAST = 1.6

@@ -181,7 +181,7 @@ LOG_FPR = SANITIZE_FPR
 CARRIER_SANITIZE_FPR = 0.05
 CARRIER_ROLES = ("tool", "function", "document")
 # A gate may cost at most this share of the recall that running stage two on everything gives.
-GATE_RECALL_LOSS = 0.03
+GATE_RECALL_LOSS = 0.02
 
 
 def choose_policy(
