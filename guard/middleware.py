@@ -116,6 +116,46 @@ def collect(body: dict, *, scan_system: bool) -> list[Piece]:
         if isinstance(message, dict) and message.get("role") in roles:
             role = message["role"]
             pieces += _pieces_of(message.get("content"), role, index, message, "content")
+    instructions = body.get("instructions")  # the Responses API's system prompt
+    if scan_system and isinstance(instructions, str):
+        pieces += _text_pieces("system", -1, instructions, body, "instructions")
+    if "messages" not in body:
+        pieces += _responses_input_pieces(body, roles)
+        pieces += _prompt_pieces(body)
+    return pieces
+
+
+_TOOL_OUTPUT_ITEMS = ("function_call_output", "custom_tool_call_output")
+
+
+def _responses_input_pieces(body: dict, roles: tuple[str, ...]) -> list[Piece]:
+    """The Responses API's `input`: a user string, or items: messages by role, tool outputs as
+    tool results."""
+    value = body.get("input")
+    if isinstance(value, str):
+        return _text_pieces("user", 0, value, body, "input")
+    pieces: list[Piece] = []
+    for index, item in enumerate(value if isinstance(value, list) else ()):
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind in _TOOL_OUTPUT_ITEMS:
+            pieces += _pieces_of(item.get("output"), "tool", index, item, "output")
+        elif kind in (None, "message") and item.get("role") in roles:
+            pieces += _pieces_of(item.get("content"), item["role"], index, item, "content")
+    return pieces
+
+
+def _prompt_pieces(body: dict) -> list[Piece]:
+    """The legacy completions endpoint's `prompt`: a string or strings, all the user's."""
+    value = body.get("prompt")
+    if isinstance(value, str):
+        return _text_pieces("user", 0, value, body, "prompt")
+    pieces: list[Piece] = []
+    if isinstance(value, list):
+        for index, text in enumerate(value):
+            if isinstance(text, str):
+                pieces += _text_pieces("user", index, text, value, index)
     return pieces
 
 
@@ -152,11 +192,10 @@ def inspect(body: dict, principal) -> list[Detection]:
 
 
 def has_system_prompt(body: dict) -> bool:
-    if body.get("system"):
+    if body.get("system") or body.get("instructions"):
         return True
-    return any(
-        isinstance(m, dict) and m.get("role") in TRUSTED_ROLES and m.get("content") for m in body.get("messages") or ()
-    )
+    items = body.get("messages") or (body.get("input") if isinstance(body.get("input"), list) else ())
+    return any(isinstance(m, dict) and m.get("role") in TRUSTED_ROLES and m.get("content") for m in items)
 
 
 def blocks(detections: list[Detection]) -> bool:

@@ -356,3 +356,23 @@ class AlertEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant} {self.kind} {self.state}"
+
+
+class StoredResponse(models.Model):
+    """A Responses API answer a provider keeps (`store`), and the tenant that made it: retrieval,
+    deletion and `previous_response_id` reach only the tenant's own responses, on the provider
+    that holds them."""
+
+    response_id = models.CharField(max_length=200, unique=True)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="stored_responses")
+    provider = models.CharField(max_length=100)
+    model = models.CharField(max_length=200)
+    request_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return self.response_id

@@ -135,3 +135,29 @@ def count_embedding_input(model: str, value) -> int:
             return len(value)
         return sum(count_embedding_input(model, v) for v in value)
     return 0
+
+
+def responses_input_as_messages(value) -> list[dict]:
+    """A Responses API `input` read as chat messages: message items as they are, tool outputs as
+    tool turns, tool calls as assistant turns carrying their arguments; references count nothing."""
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    messages = []
+    for item in value or ():
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind in (None, "message") and "role" in item:
+            messages.append(item)
+        elif kind in ("function_call_output", "custom_tool_call_output", "computer_call_output"):
+            output = item.get("output")
+            messages.append({"role": "tool", "content": output if isinstance(output, (str, list)) else ""})
+        elif kind in ("function_call", "custom_tool_call"):
+            arguments = item.get("arguments") or item.get("input") or ""
+            messages.append({"role": "assistant", "content": arguments if isinstance(arguments, str) else ""})
+    return messages
+
+
+def count_responses_input(model: str, value, instructions=None, tools: list | None = None) -> int:
+    """Estimated input tokens of a Responses API request."""
+    return count_chat_prompt(model, responses_input_as_messages(value), tools, instructions)

@@ -26,6 +26,20 @@ def openai_usage(block: dict | None) -> Usage | None:
     )
 
 
+def responses_usage(block: dict | None) -> Usage | None:
+    """Usage from a Responses API `usage` object (input tokens include the cached ones)."""
+    if not isinstance(block, dict):
+        return None
+    input_details = block.get("input_tokens_details") or {}
+    output_details = block.get("output_tokens_details") or {}
+    return Usage(
+        prompt_tokens=_int(block.get("input_tokens")),
+        cached_tokens=_int(input_details.get("cached_tokens")),
+        completion_tokens=_int(block.get("output_tokens")),
+        reasoning_tokens=_int(output_details.get("reasoning_tokens")),
+    )
+
+
 def anthropic_usage(block: dict | None) -> Usage | None:
     """Usage from an Anthropic `usage` object, converted so prompt tokens include cache reads/writes."""
     if not isinstance(block, dict):
@@ -125,6 +139,8 @@ def _chunk_text(chunk: dict) -> list[str]:
     for choice in chunk.get("choices") or ():
         if not isinstance(choice, dict):
             continue
+        if isinstance(choice.get("text"), str) and choice["text"]:
+            parts.append(choice["text"])  # the legacy completions endpoint
         delta = choice.get("delta") or {}
         content = delta.get("content")
         if content:
@@ -183,3 +199,81 @@ class AnthropicStreamTracker:
     @property
     def text(self) -> str:
         return "".join(self.text_parts)
+
+
+# Events after which a Responses stream has nothing more to say; each carries the final response.
+_RESPONSES_FINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_RESPONSES_TEXT = frozenset(
+    {
+        "response.output_text.delta",
+        "response.refusal.delta",
+        "response.function_call_arguments.delta",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_text.delta",
+    }
+)
+
+
+class ResponsesStreamTracker:
+    """Follows a Responses API stream: the response id from `response.created`, the text deltas,
+    and the usage of the final response (`response.completed`, or `incomplete` / `failed`)."""
+
+    def __init__(self) -> None:
+        self.response_id = ""
+        self.text_parts: list[str] = []
+        self.usage: Usage | None = None
+        self.done = False
+        self.saw_content = False
+        self.failed = False
+
+    def relay(self, event: bytes) -> bytes:
+        data = sse_data(event)
+        if data is None:
+            return event
+        try:
+            payload = fastjson.loads(data)
+        except ValueError:
+            return event
+        if not isinstance(payload, dict):
+            return event
+        kind = payload.get("type")
+        if kind in _RESPONSES_TEXT:
+            delta = payload.get("delta")
+            if isinstance(delta, str) and delta:
+                self.text_parts.append(delta)
+                self.saw_content = True
+        elif kind == "response.created":
+            response = payload.get("response") or {}
+            if isinstance(response.get("id"), str):
+                self.response_id = response["id"]
+        elif kind in _RESPONSES_FINAL:
+            response = payload.get("response") or {}
+            if not self.response_id and isinstance(response.get("id"), str):
+                self.response_id = response["id"]
+            self.usage = responses_usage(response.get("usage"))
+            self.failed = kind == "response.failed"
+            self.done = True
+        elif kind == "error":
+            self.failed = True
+        return event
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+
+def responses_text(data: dict) -> str:
+    """The text a (non-streamed) Responses API answer carries: output text, refusals, tool-call
+    arguments."""
+    parts = []
+    for item in data.get("output") or ():
+        if not isinstance(item, dict):
+            continue
+        if isinstance(item.get("arguments"), str):
+            parts.append(item["arguments"])
+        for part in item.get("content") or ():
+            if isinstance(part, dict):
+                text = part.get("text") or part.get("refusal")
+                if isinstance(text, str):
+                    parts.append(text)
+    return "".join(parts)

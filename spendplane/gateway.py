@@ -13,7 +13,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
+from urllib.parse import quote
 
+import requests
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, connection
@@ -24,7 +27,7 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionErro
 from guard import middleware as guard_step
 from metering import budgets, limits, pricing, tokens
 from metering.ledger_writer import batch_writer
-from metering.models import UsageEvent
+from metering.models import StoredResponse, UsageEvent
 from metering.pricing import Rates, Usage
 from metering.routing import Upstream, upstreams_for
 from metering.services import LedgerEntry, usage_record, usage_record_many
@@ -41,12 +44,33 @@ logger = logging.getLogger("spendplane.gateway")
 CHAT = "chat.completions"
 EMBEDDINGS = "embeddings"
 MESSAGES = "messages"
+RESPONSES = "responses"
+COMPLETIONS = "completions"
+COUNT_TOKENS = "messages.count_tokens"
 
 _VALIDATORS = {
     CHAT: validation.validate_chat,
     EMBEDDINGS: validation.validate_embeddings,
     MESSAGES: validation.validate_messages,
+    RESPONSES: validation.validate_responses,
+    COMPLETIONS: validation.validate_completions,
+    COUNT_TOKENS: validation.validate_count_tokens,
 }
+_ANTHROPIC_ENDPOINTS = frozenset({MESSAGES, COUNT_TOKENS})
+# Endpoints that produce no model output: never streamed, never guarded, never reserve output.
+_NO_OUTPUT = frozenset({EMBEDDINGS, COUNT_TOKENS})
+_UPSTREAM_PATHS = {
+    CHAT: "chat/completions",
+    EMBEDDINGS: "embeddings",
+    RESPONSES: "responses",
+    COMPLETIONS: "completions",
+    MESSAGES: "v1/messages",
+    COUNT_TOKENS: "v1/messages/count_tokens",
+}
+# Token counting costs nothing at the provider: its ledger rows are priced at zero.
+_FREE = Rates(input=Decimal(0), output=Decimal(0), cached_input=Decimal(0), cache_write=Decimal(0), source="not_billed")
+# The legacy completions endpoint's own default for an unset max_tokens.
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 _UNSAFE_HEADER_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -76,10 +100,11 @@ class ProxyCall:
     defer_write: bool = False
     entry: LedgerEntry | None = None
     outbox: OutboxSegment | None = None
+    response_kept: bool = False  # a Responses API answer's id, kept for its tenant
 
     @property
     def anthropic(self) -> bool:
-        return self.endpoint == MESSAGES
+        return self.endpoint in _ANTHROPIC_ENDPOINTS
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
@@ -257,7 +282,7 @@ def _run(request, call: ProxyCall) -> HttpResponse:
     call.body = validation.parse_json_object(raw)
     _VALIDATORS[call.endpoint](call.body)
     call.model = call.body["model"]
-    call.stream = bool(call.body.get("stream")) and call.endpoint != EMBEDDINGS
+    call.stream = bool(call.body.get("stream")) and call.endpoint not in _NO_OUTPUT
     call.end_user = _end_user(request, call.body)
     call.feature = _clean_header(request.META.get("HTTP_X_SPENDPLANE_FEATURE", ""))
     _route_and_price(call)
@@ -352,8 +377,22 @@ def _route_and_price(call: ProxyCall) -> None:
                 code="model_not_supported_on_endpoint",
                 param="model",
             )
+    elif call.endpoint in (RESPONSES, COMPLETIONS):
+        found = [upstream for upstream in found if upstream.speaks_openai]
+        if not found:
+            raise ProxyError(
+                400,
+                f"The model '{call.model}' is not served by an OpenAI-compatible provider; use /v1/messages.",
+                code="model_not_supported_on_endpoint",
+                param="model",
+            )
+    if call.endpoint == RESPONSES:
+        found = _responses_upstreams(call, found)
     call.upstreams = found
     upstream = call.upstream = found[0]
+    if call.endpoint == COUNT_TOKENS:
+        call.rates = _FREE
+        return
     call.rates = pricing.rates_for(call.model, provider_kind=upstream.kind, tenant_id=principal.tenant_id)
     if call.rates is None and not principal.allow_unpriced_models:
         raise ProxyError(
@@ -364,18 +403,88 @@ def _route_and_price(call: ProxyCall) -> None:
         )
 
 
+def _responses_upstreams(call: ProxyCall, found: list[Upstream]) -> list[Upstream]:
+    """A Responses API call that continues an earlier response goes to the provider holding it,
+    and only if this tenant made it. Background responses finish after the request, out of the
+    ledger's sight, so they are refused."""
+    body = call.body
+    if body.get("background"):
+        raise ProxyError(
+            400,
+            "Background responses are not supported through the gateway: their usage could not be metered.",
+            code="unsupported_parameter",
+            param="background",
+        )
+    previous = body.get("previous_response_id")
+    if not previous:
+        return found
+    stored = _own_response(call.principal, previous, param="previous_response_id")
+    holding = [upstream for upstream in found if upstream.name == stored.provider]
+    return holding or found
+
+
+def _own_response(principal: Principal, response_id: str, *, param: str | None = None) -> StoredResponse:
+    """The tenant's own stored response, or the 404 the provider would give for an unknown id."""
+    stored = StoredResponse.objects.filter(
+        response_id=response_id, tenant_id=principal.tenant_id, deleted_at__isnull=True
+    ).first()
+    if stored is None:
+        raise ProxyError(404, f"Response with id '{response_id}' not found.", code="response_not_found", param=param)
+    return stored
+
+
+def _keep_response(call: ProxyCall, response_id: str) -> None:
+    """Note which tenant owns a stored response, once, before its id reaches the client."""
+    call.response_kept = True
+    if not response_id or call.body.get("store") is False:
+        return
+    try:
+        StoredResponse.objects.bulk_create(
+            [
+                StoredResponse(
+                    response_id=response_id[:200],
+                    tenant_id=call.principal.tenant_id,
+                    provider=call.upstream.name,
+                    model=call.model,
+                    request_id=call.request_id,
+                )
+            ],
+            ignore_conflicts=True,
+        )
+    except DatabaseError:
+        logger.exception("could not keep the owner of response %s", response_id)
+
+
 def _max_output_tokens(call: ProxyCall, *, cap_if_unset: bool) -> int:
-    """The most completion tokens this request can produce; sets a cap upstream if asked to."""
-    if call.endpoint == EMBEDDINGS:
+    """The most output tokens this request can produce (every choice of it); sets a cap upstream
+    if asked to."""
+    if call.endpoint in _NO_OUTPUT:
         return 0
     body = call.body
+    if call.endpoint == RESPONSES:
+        stated = body.get("max_output_tokens")
+        if stated:
+            return stated
+        default = settings.SPENDPLANE_DEFAULT_MAX_OUTPUT_TOKENS
+        if cap_if_unset:
+            body["max_output_tokens"] = default
+        return default
+    choices = _choices(body)
+    if call.endpoint == COMPLETIONS:
+        return (body.get("max_tokens") or COMPLETIONS_DEFAULT_MAX_TOKENS) * choices
     stated = body.get("max_completion_tokens") or body.get("max_tokens")
     if stated:
-        return stated
+        return stated * choices
     default = settings.SPENDPLANE_DEFAULT_MAX_OUTPUT_TOKENS
     if cap_if_unset:
         body["max_completion_tokens" if call.model.startswith(("o1", "o3", "o4", "gpt-5")) else "max_tokens"] = default
-    return default
+    return default * choices
+
+
+def _choices(body: dict) -> int:
+    """How many completions one request asks for (`n`, or the legacy `best_of`, generated in full)."""
+    counts = [v for v in (body.get("n"), body.get("best_of")) if isinstance(v, int) and not isinstance(v, bool)]
+    return max([1, *counts])
 
 
 def _admit(call: ProxyCall) -> None:
@@ -392,7 +501,9 @@ def _admit(call: ProxyCall) -> None:
         request_id=call.request_id,
         rules=limits.rules_for(principal, end_user=call.end_user, feature=call.feature),
         token_estimate=call.prompt_estimate + max_output,
-        loop=limits.loop_rule_for(principal, end_user=call.end_user, body=call.body),
+        loop=None
+        if call.endpoint == COUNT_TOKENS
+        else limits.loop_rule_for(principal, end_user=call.end_user, body=call.body),
     )
     if limits.recently_refused(principal.tenant_id):
         _limits_answer(call, pending)
@@ -442,8 +553,8 @@ def _limits_answer(call: ProxyCall, pending: limits.PendingAdmission | None) -> 
 
 
 def _guard_scan(call: ProxyCall) -> list:
-    """What the guard finds in the untrusted text (embeddings are not scanned)."""
-    if call.endpoint == EMBEDDINGS:
+    """What the guard finds in the untrusted text (embeddings and token counts reach no model)."""
+    if call.endpoint in _NO_OUTPUT:
         return []
     return guard_step.inspect(call.body, call.principal)
 
@@ -494,6 +605,12 @@ def _estimate_prompt(call: ProxyCall) -> int:
     body = call.body
     if call.endpoint == EMBEDDINGS:
         return tokens.count_embedding_input(call.model, body.get("input"))
+    if call.endpoint == COMPLETIONS:
+        return tokens.count_embedding_input(call.model, body.get("prompt"))
+    if call.endpoint == COUNT_TOKENS:
+        return 0  # nothing generated, nothing billed: only the request limits count it
+    if call.endpoint == RESPONSES:
+        return tokens.count_responses_input(call.model, body.get("input"), body.get("instructions"), body.get("tools"))
     return tokens.count_chat_prompt(call.model, body.get("messages"), body.get("tools"), body.get("system"))
 
 
@@ -502,13 +619,13 @@ def _upstream_request(call: ProxyCall, request) -> tuple[str, dict, bytes]:
     body = dict(call.body)
     if upstream.upstream_model and upstream.upstream_model != call.model:
         body["model"] = upstream.upstream_model
-    if call.endpoint == MESSAGES:
-        url = upstream.base_url.rstrip("/") + "/v1/messages"
+    if call.anthropic:
+        url = f"{upstream.base_url.rstrip('/')}/{_UPSTREAM_PATHS[call.endpoint]}"
         headers = upstreams.anthropic_headers(upstream, request.META)
     else:
-        url = f"{upstream.openai_base}/{'embeddings' if call.endpoint == EMBEDDINGS else 'chat/completions'}"
+        url = f"{upstream.openai_base}/{_UPSTREAM_PATHS[call.endpoint]}"
         headers = upstreams.openai_headers(upstream)
-        if call.stream:
+        if call.stream and call.endpoint != RESPONSES:  # a Responses stream always ends with its usage
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     return url, headers, fastjson.dumps(body)
 
@@ -684,7 +801,12 @@ def _forward(request, call: ProxyCall) -> HttpResponse:
             type="api_error",
             code="upstream_malformed_response",
         ) from None
-    usage = (formats.anthropic_usage if call.anthropic else formats.openai_usage)(data.get("usage"))
+    if call.endpoint == COUNT_TOKENS:
+        call.record(status=upstream_response.status, usage=None)
+        return HttpResponse(content, status=upstream_response.status, content_type="application/json")
+    if call.endpoint == RESPONSES:
+        _keep_response(call, data.get("id") if isinstance(data.get("id"), str) else "")
+    usage = _USAGE_READERS.get(call.endpoint, formats.openai_usage)(data.get("usage"))
     source = UsageEvent.UsageSource.PROVIDER
     if usage is None:
         usage, source = _estimated(call, _response_text(call, data)), UsageEvent.UsageSource.ESTIMATED
@@ -692,14 +814,23 @@ def _forward(request, call: ProxyCall) -> HttpResponse:
     return HttpResponse(content, status=upstream_response.status, content_type="application/json")
 
 
+_USAGE_READERS = {MESSAGES: formats.anthropic_usage, RESPONSES: formats.responses_usage}
+
+
 def _response_text(call: ProxyCall, data: dict) -> str:
     if call.anthropic:
         return "".join(block.get("text", "") for block in data.get("content") or () if isinstance(block, dict))
+    if call.endpoint == RESPONSES:
+        return formats.responses_text(data)
     parts = []
     for choice in data.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
         message = choice.get("message") or {}
         if isinstance(message.get("content"), str):
             parts.append(message["content"])
+        elif isinstance(choice.get("text"), str):  # the legacy completions endpoint
+            parts.append(choice["text"])
     return "".join(parts)
 
 
@@ -708,11 +839,12 @@ def _forward_stream(request, call: ProxyCall) -> StreamingHttpResponse:
     if not settings.SPENDPLANE_LEDGER_BATCHED:
         call.defer_write = False  # recorded after its last byte anyway: written then
     client_wants_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
-    tracker = (
-        formats.AnthropicStreamTracker()
-        if call.anthropic
-        else formats.OpenAIStreamTracker(client_wants_usage=client_wants_usage)
-    )
+    if call.anthropic:
+        tracker = formats.AnthropicStreamTracker()
+    elif call.endpoint == RESPONSES:
+        tracker = formats.ResponsesStreamTracker()
+    else:
+        tracker = formats.OpenAIStreamTracker(client_wants_usage=client_wants_usage)
     relay = StreamRelay(call, upstream_response, tracker)
     response = StreamingHttpResponse(relay, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
@@ -752,6 +884,8 @@ def _relay(call: ProxyCall, upstream_response: upstreams.UpstreamResponse, track
                 relayed = [out for event in events if (out := tracker.relay(event)) is not None]
                 if not relayed:
                     continue
+                if call.endpoint == RESPONSES and not call.response_kept and tracker.response_id:
+                    _keep_response(call, tracker.response_id)
                 if call.ttft_ms is None and tracker.saw_content:
                     call.ttft_ms = call.elapsed_ms()
                 yield b"".join(relayed)  # one item is yielded as it is, not copied
@@ -788,7 +922,7 @@ def _stream_error_event(call: ProxyCall) -> bytes:
 def _settle_stream(call: ProxyCall, tracker, outcome: str) -> None:
     usage = tracker.usage
     if outcome == "complete" and usage is not None:
-        call.record(status=200, usage=usage)
+        call.record(status=200, usage=usage, error_type="response_failed" if getattr(tracker, "failed", False) else "")
         return
     prompt = None
     if call.anthropic and tracker.start_usage:
@@ -804,3 +938,56 @@ def _settle_stream(call: ProxyCall, tracker, outcome: str) -> None:
         call.record(
             status=502, usage=estimated, source=UsageEvent.UsageSource.ESTIMATED, error_type="upstream_stream_cut"
         )
+
+
+def relay_stored_response(request, response_id: str, *, method: str, suffix: str = "") -> HttpResponse:
+    """Retrieve, delete, cancel or list the input items of one of the tenant's own stored
+    responses, on the provider that holds it; another tenant's id is a 404, as an unknown one is."""
+    request_id = "req_" + uuid.uuid4().hex
+    try:
+        principal = authenticate(request)
+        stored = _own_response(principal, response_id)
+        upstream = _holding_upstream(stored)
+        url = f"{upstream.openai_base}/responses/{quote(response_id, safe='')}{suffix}"
+        try:
+            answer = upstreams.session_for(upstream).request(
+                method,
+                url,
+                params=request.GET.lists() if method == "GET" else None,
+                headers=upstreams.openai_headers(upstream),
+                timeout=(upstream.connect_timeout, upstream.read_timeout),
+            )
+        except requests.Timeout:
+            raise _timed_out(upstream) from None
+        except requests.RequestException:
+            raise _unreachable(upstream) from None
+        if answer.status_code >= 500:
+            raise ProxyError(
+                502,
+                f"The upstream provider '{upstream.name}' failed ({answer.status_code}).",
+                type="api_error",
+                code="upstream_error",
+            )
+        if method == "DELETE" and answer.status_code < 300:
+            StoredResponse.objects.filter(pk=stored.pk).update(deleted_at=timezone.now())
+        response = HttpResponse(
+            answer.content,
+            status=answer.status_code,
+            content_type=answer.headers.get("content-type", "application/json"),
+        )
+    except ProxyError as error:
+        response = error.response()
+    response["x-request-id"] = request_id
+    return response
+
+
+def _holding_upstream(stored: StoredResponse) -> Upstream:
+    for upstream in upstreams_for(stored.model):
+        if upstream.name == stored.provider and upstream.speaks_openai:
+            return upstream
+    raise ProxyError(
+        404,
+        f"Response '{stored.response_id}' is held by the provider '{stored.provider}', which no longer serves "
+        f"'{stored.model}' here.",
+        code="response_not_found",
+    )

@@ -28,6 +28,7 @@ OPENAI_MODELS = [
     "gpt-4o-mini",
     "gpt-4o",
     "gpt-4.1-mini",
+    "gpt-3.5-turbo-instruct",
     "o3-mini",
     "text-embedding-3-small",
     "mock-unpriced-1",
@@ -71,19 +72,22 @@ def _sleep_seconds(body: dict) -> float:
 
 
 def _last_text(body: dict) -> str:
-    messages = body.get("messages") or []
+    messages = body.get("messages") or (body["input"] if isinstance(body.get("input"), list) else [])
     if messages and isinstance(messages[-1], dict):
-        content = messages[-1].get("content")
+        content = messages[-1].get("content", messages[-1].get("output"))
         if isinstance(content, str):
             return content
         if isinstance(content, list):
             return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-    value = body.get("input")
+    value = body.get("input", body.get("prompt"))
+    if isinstance(value, list) and value and isinstance(value[-1], str):
+        return value[-1]
     return value if isinstance(value, str) else ""
 
 
 def _reply_words(body: dict) -> list[str]:
-    limit = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_REPLY_TOKENS
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+    limit = limit or DEFAULT_REPLY_TOKENS
     longer = _REPLY_TOKENS.search(_last_text(body))
     count = max(1, min(int(limit), int(longer.group(1)) if longer else DEFAULT_REPLY_TOKENS))
     return [_WORDS[i % len(_WORDS)] for i in range(count)]
@@ -105,6 +109,8 @@ class MockState:
         # this machine can tell how long a chunk took to reach it (bench/many_streams.py).
         self.stamp_chunks = stamp_chunks
         self.requests: deque = deque(maxlen=500)
+        # Responses API answers kept for retrieval (`store`), by id: the response and its input items.
+        self.responses: dict[str, tuple[dict, list]] = {}
         self.times_seen: dict[str, int] = {}
         self.lock = threading.Lock()
 
@@ -166,6 +172,9 @@ class MockHandler(BaseHTTPRequestHandler):
 
     # --- routing --------------------------------------------------------------------------
     def do_GET(self) -> None:
+        stored = _STORED.match(self.path.split("?")[0])
+        if stored:
+            return self._stored_response(stored.group(1), stored.group(2) or "")
         if self.path.rstrip("/") in ("/v1/models", "/models"):
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "mock"} for m in OPENAI_MODELS]
             return self._json(200, {"object": "list", "data": data})
@@ -174,14 +183,29 @@ class MockHandler(BaseHTTPRequestHandler):
                 return self._json(200, list(self.state.requests))
         return self._error(404, "Not found", "invalid_request_error")
 
+    def do_DELETE(self) -> None:
+        stored = _STORED.match(self.path.split("?")[0])
+        if not stored or stored.group(2):
+            return self._error(404, "Not found", "invalid_request_error")
+        with self.state.lock:
+            found = self.state.responses.pop(stored.group(1), None)
+        if found is None:
+            return self._response_not_found(stored.group(1))
+        return self._json(200, {"id": stored.group(1), "object": "response.deleted", "deleted": True})
+
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        stored = _STORED.match(self.path.split("?")[0])
+        if stored and stored.group(2) == "/cancel":
+            if stored.group(1) not in self.state.responses:
+                return self._response_not_found(stored.group(1))
+            return self._error(400, "Only background responses can be cancelled.", "invalid_request_error")
         if self.path == "/_mock/reset":
             with self.state.lock:
                 self.state.requests.clear()
             return self._json(200, {"ok": True})
-        anthropic = self.path.rstrip("/") == "/v1/messages"
+        anthropic = self.path.rstrip("/") in ("/v1/messages", "/v1/messages/count_tokens")
         try:
             body = json.loads(raw)
         except ValueError:
@@ -234,10 +258,16 @@ class MockHandler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
             return None
+        if self.path.rstrip("/") == "/v1/messages/count_tokens":
+            return self._count_tokens(body)
         if anthropic:
             return self._messages(body, fault)
         if self.path.rstrip("/") in ("/v1/chat/completions", "/chat/completions"):
             return self._chat(body, fault)
+        if self.path.rstrip("/") in ("/v1/responses", "/responses"):
+            return self._responses(body, fault)
+        if self.path.rstrip("/") in ("/v1/completions", "/completions"):
+            return self._completions(body, fault)
         if self.path.rstrip("/") in ("/v1/embeddings", "/embeddings"):
             return self._embeddings(body)
         return self._error(404, f"Unknown path {self.path}", "invalid_request_error")
@@ -340,7 +370,184 @@ class MockHandler(BaseHTTPRequestHandler):
             },
         )
 
+    def _completions(self, body: dict, fault: str) -> None:
+        """The legacy completions endpoint: `n` choices of text for one prompt."""
+        model = body.get("model")
+        if model not in OPENAI_MODELS:
+            return self._error(404, f"The model `{model}` does not exist.", "invalid_request_error", "model_not_found")
+        words = _reply_words({**body, "max_tokens": body.get("max_tokens") or 16})
+        text = " ".join(words)
+        choices = max(1, int(body.get("n") or 1))
+        prompt = tokens.count_embedding_input(model, body.get("prompt"))
+        completion = tokens.count_text(text, model) * choices
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        base = {"id": "cmpl-" + uuid.uuid4().hex[:24], "object": "text_completion", "created": int(time.time())}
+        base["model"] = model
+        if not body.get("stream"):
+            payload = {
+                **base,
+                "choices": [
+                    {"text": text, "index": i, "logprobs": None, "finish_reason": "length"} for i in range(choices)
+                ],
+                "usage": usage,
+            }
+            if fault == "nousage":
+                del payload["usage"]
+            return self._json(200, payload)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and fault != "nousage"
+
+        def event(choices_value, usage_value=None) -> bytes:
+            chunk = {**base, "choices": choices_value}
+            if include_usage:
+                chunk["usage"] = usage_value
+            return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+        self._start_stream()
+        for position, word in enumerate(words):
+            if fault == "cut" and position == len(words) // 2:
+                return self._cut()
+            piece = word if position == 0 else " " + word
+            self._chunk(
+                event([{"text": piece, "index": i, "logprobs": None, "finish_reason": None} for i in range(choices)])
+            )
+        last = [{"text": "", "index": i, "logprobs": None, "finish_reason": "length"} for i in range(choices)]
+        self._chunk(event(last))
+        if include_usage:
+            self._chunk(event([], usage))
+        self._chunk(b"data: [DONE]\n\n")
+        self._end_stream()
+        return None
+
+    # --- OpenAI Responses -----------------------------------------------------------------
+    def _response_not_found(self, response_id: str) -> None:
+        return self._error(
+            404, f"Response with id '{response_id}' not found.", "invalid_request_error", "response_not_found"
+        )
+
+    def _stored_response(self, response_id: str, suffix: str) -> None:
+        with self.state.lock:
+            found = self.state.responses.get(response_id)
+        if found is None:
+            return self._response_not_found(response_id)
+        response, items = found
+        if suffix == "/input_items":
+            data = [_input_item(f"msg_{response_id}_{i}", item) for i, item in enumerate(items)]
+            page = {"object": "list", "data": data, "has_more": False}
+            page.update(first_id=data[0]["id"] if data else None, last_id=data[-1]["id"] if data else None)
+            return self._json(200, page)
+        return self._json(200, response)
+
+    def _responses(self, body: dict, fault: str) -> None:
+        """OpenAI's Responses API: one message of output text, usage as that API reports it (input
+        includes an earlier response's whole conversation when it continues one)."""
+        model = body.get("model")
+        if model not in OPENAI_MODELS:
+            return self._error(404, f"The model `{model}` does not exist.", "invalid_request_error", "model_not_found")
+        items = tokens.responses_input_as_messages(body.get("input"))
+        history: list = []
+        previous = body.get("previous_response_id")
+        if previous:
+            with self.state.lock:
+                found = self.state.responses.get(previous)
+            if found is None:
+                return self._error(
+                    400,
+                    f"Previous response with id '{previous}' not found.",
+                    "invalid_request_error",
+                    "previous_response_not_found",
+                )
+            earlier, earlier_items = found
+            history = [*earlier_items, {"role": "assistant", "content": _output_text(earlier)}]
+        words = _reply_words(body)
+        text = " ".join(words)
+        prompt = tokens.count_chat_prompt(model, history + items, body.get("tools"), body.get("instructions"))
+        reasoning = REASONING_TOKENS if model.startswith("o") else 0
+        output = tokens.count_text(text, model) + reasoning
+        usage = {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": _cached_part(prompt)},
+            "output_tokens": output,
+            "output_tokens_details": {"reasoning_tokens": reasoning},
+            "total_tokens": prompt + output,
+        }
+        ident = "resp_" + uuid.uuid4().hex
+        message_id = "msg_" + uuid.uuid4().hex[:24]
+        message = {
+            "id": message_id,
+            "type": "message",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}],
+        }
+        response = {
+            "id": ident,
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "completed",
+            "model": model,
+            "output": [message],
+            "usage": None if fault == "nousage" else usage,
+            "instructions": body.get("instructions"),
+            "previous_response_id": previous,
+            "max_output_tokens": body.get("max_output_tokens"),
+            "parallel_tool_calls": True,
+            "tool_choice": body.get("tool_choice", "auto"),
+            "tools": body.get("tools") or [],
+            "text": body.get("text") or {"format": {"type": "text"}},
+            "store": body.get("store", True),
+            "metadata": body.get("metadata") or {},
+            "error": None,
+            "incomplete_details": None,
+            "temperature": 1.0,
+            "top_p": 1.0,
+        }
+        if response["store"]:
+            with self.state.lock:
+                self.state.responses[ident] = (response, history + items)
+        if not body.get("stream"):
+            return self._json(200, response)
+        sequence = iter(range(1_000_000))
+
+        def event(kind: str, **payload) -> bytes:
+            data = {"type": kind, "sequence_number": next(sequence), **payload}
+            return f"event: {kind}\ndata: ".encode() + json.dumps(data).encode() + b"\n\n"
+
+        pending = {**response, "status": "in_progress", "output": [], "usage": None}
+        at = {"item_id": message_id, "output_index": 0, "content_index": 0}
+        self._start_stream()
+        self._chunk(event("response.created", response=pending))
+        self._chunk(event("response.in_progress", response=pending))
+        self._chunk(
+            event(
+                "response.output_item.added",
+                output_index=0,
+                item={**message, "status": "in_progress", "content": []},
+            )
+        )
+        part = {"type": "output_text", "text": "", "annotations": []}
+        self._chunk(event("response.content_part.added", part=part, **at))
+        for position, word in enumerate(words):
+            if fault == "cut" and position == len(words) // 2:
+                return self._cut()
+            if fault == "stall" and position == len(words) // 2:
+                time.sleep(_sleep_seconds(body))
+            piece = word if position == 0 else " " + word
+            self._chunk(event("response.output_text.delta", delta=piece, logprobs=[], **at))
+        self._chunk(event("response.output_text.done", text=text, logprobs=[], **at))
+        self._chunk(event("response.content_part.done", part={**part, "text": text}, **at))
+        self._chunk(event("response.output_item.done", output_index=0, item=message))
+        self._chunk(event("response.completed", response=response))
+        self._end_stream()
+        return None
+
     # --- Anthropic ------------------------------------------------------------------------
+    def _count_tokens(self, body: dict) -> None:
+        model = body.get("model")
+        if model not in ANTHROPIC_MODELS:
+            return self._error(404, f"model: {model}", "not_found_error", anthropic=True)
+        prompt = tokens.count_chat_prompt(model, body.get("messages"), body.get("tools"), body.get("system"))
+        return self._json(200, {"input_tokens": prompt})
+
     def _messages(self, body: dict, fault: str) -> None:
         model = body.get("model")
         if model not in ANTHROPIC_MODELS:
@@ -408,6 +615,22 @@ class MockHandler(BaseHTTPRequestHandler):
         self._chunk(event("message_stop", {"type": "message_stop"}))
         self._end_stream()
         return None
+
+
+_STORED = re.compile(r"^(?:/v1)?/responses/([^/]+)(/input_items|/cancel)?/?$")
+
+
+def _input_item(ident: str, message: dict) -> dict:
+    """A conversation turn as the input-items list shows it: a message of content parts."""
+    content = message.get("content")
+    if isinstance(content, str):
+        kind = "output_text" if message.get("role") == "assistant" else "input_text"
+        content = [{"type": kind, "text": content}]
+    return {"id": ident, "type": "message", "status": "completed", "role": message.get("role"), "content": content}
+
+
+def _output_text(response: dict) -> str:
+    return "".join(part.get("text", "") for item in response.get("output") or () for part in item.get("content") or ())
 
 
 class _MockServer(ThreadingHTTPServer):

@@ -7,6 +7,7 @@ import time
 import requests
 from django.core.cache import cache
 from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
@@ -29,13 +30,32 @@ class _NoNegotiation(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-class ProxyView(APIView):
-    # The gateway authenticates tenant keys itself; DRF's auth, throttles and parsers stay out.
+class V1View(APIView):
+    """An endpoint under /v1/: the gateway authenticates tenant keys itself (DRF's auth, throttles
+    and parsers stay out) and answers a wrong method in the SDKs' error shape, never DRF's."""
+
     authentication_classes: list = []
     permission_classes: list = []
     throttle_classes: list = []
     renderer_classes = [JSONRenderer]
     content_negotiation_class = _NoNegotiation
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        allowed = ", ".join(m for m in self.allowed_methods if m not in ("OPTIONS", "HEAD"))
+        error = ProxyError(
+            405,
+            f"{request.method} is not allowed on {request.path}; use {allowed}.",
+            code="method_not_allowed",
+            headers={"Allow": allowed},
+        )
+        return error.response(anthropic=is_anthropic_path(request.path))
+
+
+def is_anthropic_path(path: str) -> bool:
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
+
+
+class ProxyView(V1View):
     endpoint = ""
 
     def dispatch(self, request, *args, **kwargs):
@@ -64,21 +84,87 @@ class MessagesView(ProxyView):
     endpoint = gateway.MESSAGES
 
 
-class ModelsView(APIView):
-    authentication_classes: list = []
-    permission_classes: list = []
-    throttle_classes: list = []
+class CountTokensView(ProxyView):
+    endpoint = gateway.COUNT_TOKENS
 
+
+class ResponsesView(ProxyView):
+    endpoint = gateway.RESPONSES
+
+
+class CompletionsView(ProxyView):
+    endpoint = gateway.COMPLETIONS
+
+
+class ResponseView(V1View):
+    """One stored response of the tenant's: retrieve or delete it."""
+
+    @extend_schema(exclude=True)
+    def get(self, request, response_id: str):
+        return gateway.relay_stored_response(request._request, response_id, method="GET")
+
+    @extend_schema(exclude=True)
+    def delete(self, request, response_id: str):
+        return gateway.relay_stored_response(request._request, response_id, method="DELETE")
+
+
+class ResponseInputItemsView(V1View):
+    @extend_schema(exclude=True)
+    def get(self, request, response_id: str):
+        return gateway.relay_stored_response(request._request, response_id, method="GET", suffix="/input_items")
+
+
+class ResponseCancelView(V1View):
+    @extend_schema(exclude=True)
+    def post(self, request, response_id: str):
+        return gateway.relay_stored_response(request._request, response_id, method="POST", suffix="/cancel")
+
+
+def _model_object(name: str, created: int) -> dict:
+    return {"id": name, "object": "model", "created": created, "owned_by": _owner(name)}
+
+
+def _visible_models(principal) -> list[str]:
+    return list(principal.allowed_models) or routed_models() or _default_upstream_models()
+
+
+class ModelsView(V1View):
     @extend_schema(exclude=True)
     def get(self, request):
         try:
             principal = gateway.authenticate(request._request)
         except ProxyError as error:
             return error.response()
-        names = list(principal.allowed_models) or routed_models() or _default_upstream_models()
         created = int(time.time())
-        data = [{"id": name, "object": "model", "created": created, "owned_by": _owner(name)} for name in sorted(names)]
-        return JsonResponse({"object": "list", "data": data})
+        return JsonResponse(
+            {"object": "list", "data": [_model_object(name, created) for name in sorted(_visible_models(principal))]}
+        )
+
+
+class ModelView(V1View):
+    """One model the tenant may call, as OpenAI's `GET /v1/models/{model}` answers it."""
+
+    @extend_schema(exclude=True)
+    def get(self, request, model: str):
+        try:
+            principal = gateway.authenticate(request._request)
+            if not principal.may_call(model) or model not in _visible_models(principal):
+                raise ProxyError(
+                    404,
+                    f"The model '{model}' does not exist or you do not have access to it.",
+                    code="model_not_found",
+                    param="model",
+                )
+        except ProxyError as error:
+            return error.response()
+        return JsonResponse(_model_object(model, int(time.time())))
+
+
+@csrf_exempt
+def unknown_v1_path(request, rest: str | None = None):
+    """Anything else under /v1/: a JSON 404 in the shape of the SDK that would call it."""
+    error = ProxyError(404, f"Unknown endpoint: {request.method} {request.path}.", code="unknown_url")
+    return error.response(anthropic=is_anthropic_path(request.path))
 
 
 def _owner(model: str) -> str:

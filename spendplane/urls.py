@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -28,7 +28,15 @@ urlpatterns = [
     path("v1/chat/completions", proxy.ChatCompletionsView.as_view()),
     path("v1/embeddings", proxy.EmbeddingsView.as_view()),
     path("v1/messages", proxy.MessagesView.as_view()),
+    path("v1/messages/count_tokens", proxy.CountTokensView.as_view()),
+    path("v1/responses", proxy.ResponsesView.as_view()),
+    path("v1/responses/<str:response_id>", proxy.ResponseView.as_view()),
+    path("v1/responses/<str:response_id>/input_items", proxy.ResponseInputItemsView.as_view()),
+    path("v1/responses/<str:response_id>/cancel", proxy.ResponseCancelView.as_view()),
+    path("v1/completions", proxy.CompletionsView.as_view()),
     path("v1/models", proxy.ModelsView.as_view()),
+    path("v1/models/<path:model>", proxy.ModelView.as_view()),
+    re_path(r"^v1(?:/(?P<rest>.*))?$", proxy.unknown_v1_path),
     path("api/v1/margins/", metering_api.MarginsView.as_view(), name="margins"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -109,19 +109,23 @@ def validate_chat(body: dict) -> None:
         raise _type_error("user", "a string")
 
 
+def _text_or_tokens(value) -> bool:
+    """A string, a non-empty array of strings, a token array, or an array of token arrays."""
+    return isinstance(value, str) or (
+        isinstance(value, list)
+        and bool(value)
+        and all(
+            isinstance(v, (str, int)) or (isinstance(v, list) and all(isinstance(t, int) for t in v)) for v in value
+        )
+    )
+
+
 def validate_embeddings(body: dict) -> None:
     _require_model(body)
     value = body.get("input")
     if value is None:
         raise bad_request("'input' is required.", param="input", code="missing_required_parameter")
-    ok = isinstance(value, str) or (
-        isinstance(value, list)
-        and value
-        and all(
-            isinstance(v, (str, int)) or (isinstance(v, list) and all(isinstance(t, int) for t in v)) for v in value
-        )
-    )
-    if not ok or value == "":
+    if not _text_or_tokens(value) or value == "":
         raise _type_error("input", "a non-empty string, an array of strings, or token arrays")
 
 
@@ -138,3 +142,76 @@ def validate_messages(body: dict) -> None:
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise _type_error("metadata", "an object")
+
+
+def _optional_string(body: dict, param: str, *, max_length: int = 1_000_000) -> str | None:
+    value = body.get(param)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length:
+        raise _type_error(param, "a string")
+    return value
+
+
+def validate_responses(body: dict) -> None:
+    """OpenAI's Responses API: `input` is a string or an array of items (messages with string or
+    part-array content, tool outputs, references); only what the gateway reads is checked."""
+    _require_model(body)
+    value = body.get("input")
+    if value is not None and not isinstance(value, (str, list)):
+        raise _type_error("input", "a string or an array of input items")
+    if isinstance(value, list):
+        limit = settings.SPENDPLANE_MAX_MESSAGES
+        if len(value) > limit:
+            raise bad_request(f"'input' has {len(value)} items; the limit is {limit}.", param="input")
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise _type_error(f"input[{index}]", "an object")
+            content = item.get("content")
+            if content is not None and not isinstance(content, (str, list)):
+                raise _type_error(f"input[{index}].content", "a string or an array of content parts")
+    if value is None and body.get("previous_response_id") is None and body.get("prompt") is None:
+        raise bad_request("'input' is required.", param="input", code="missing_required_parameter")
+    if value == "" or value == []:
+        raise _type_error("input", "a non-empty string or array")
+    _optional_string(body, "instructions")
+    _optional_string(body, "previous_response_id", max_length=200)
+    _optional_bool(body, "stream")
+    _optional_bool(body, "store")
+    _optional_bool(body, "background")
+    _optional_positive_int(body, "max_output_tokens")
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise _type_error("tools", "an array")
+    _optional_string(body, "user", max_length=10_000)
+
+
+def validate_completions(body: dict) -> None:
+    """The legacy completions endpoint: `prompt` is a string, strings, or token arrays."""
+    _require_model(body)
+    value = body.get("prompt")
+    if value is None:
+        raise bad_request("'prompt' is required.", param="prompt", code="missing_required_parameter")
+    if not _text_or_tokens(value):
+        raise _type_error("prompt", "a string, an array of strings, or token arrays")
+    _optional_bool(body, "stream")
+    _optional_positive_int(body, "max_tokens")
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128):
+        raise _type_error("n", "an integer from 1 to 128")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise _type_error("stream_options", "an object")
+    _optional_string(body, "user", max_length=10_000)
+
+
+def validate_count_tokens(body: dict) -> None:
+    """Anthropic's token counting: a Messages body without `max_tokens`."""
+    _require_model(body)
+    _messages(body, allowed_roles=("user", "assistant"))
+    system = body.get("system")
+    if system is not None and not isinstance(system, (str, list)):
+        raise _type_error("system", "a string or an array of text blocks")
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise _type_error("tools", "an array")

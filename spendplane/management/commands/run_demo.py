@@ -118,6 +118,14 @@ class Command(BaseCommand):
                     "messages": [{"role": "user", "content": f"Summarise ticket #{i}"}],
                 }
                 session.post(f"{url}/v1/messages", json=body, headers=headers, timeout=10)
+            elif i % 10 == 4:
+                body = {
+                    "model": "gpt-4.1-mini",
+                    "instructions": "You are a support assistant.",
+                    "input": _demo_prompt(rng),
+                    "stream": i % 20 == 4,
+                }
+                session.post(f"{url}/v1/responses", json=body, headers=headers, timeout=10)
             else:
                 body = {
                     "model": rng.choice(["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini"]),
