@@ -58,11 +58,11 @@ def main() -> None:
             INSERT INTO metering_usageevent (request_id, tenant_id, end_user, feature, endpoint, model, provider,
                 stream, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, reasoning_tokens,
                 usage_source, priced, cost_usd, price_source, status_code, error_type, latency_ms,
-                created_at, recorded_at)
+                upstream_attempts, created_at, recorded_at)
             SELECT 'bench-' || g, (%s::bigint[])[1 + g %% %s], 'user-' || (g %% 97), 'feature-' || (g %% 7),
                 'chat.completions', (ARRAY['gpt-4o-mini','gpt-4o','claude-sonnet-4-0'])[1 + g %% 3], 'bench',
                 false, 500 + g %% 1500, 0, 0, 50 + g %% 400, 0, 'provider', true,
-                ((500 + g %% 1500) * 0.15 + (50 + g %% 400) * 0.6) / 1000000.0, 'bench', 200, '', 100,
+                ((500 + g %% 1500) * 0.15 + (50 + g %% 400) * 0.6) / 1000000.0, 'bench', 200, '', 100, 1,
                 now() - interval '30 days' + (g * interval '30 days' / %s),
                 now() - interval '30 days' + (g * interval '30 days' / %s) + interval '2 seconds'
             FROM generate_series(1, %s) AS g

@@ -1,5 +1,5 @@
-"""What the finance and support dashboards read: rollups and margins, cached under the rollup
-watermark (a new rollup run means new numbers), plus a few live reads of the ledger."""
+"""What the finance and support dashboards read: margins and usage live to the last ledger row
+(`live_usage`), each figure cached a few seconds and shown with the moment it was computed."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce
@@ -18,11 +19,11 @@ from tenants.models import Tenant
 from tenants.principal import Principal
 
 from .budgets import budget_status
+from .live_usage import Window, live_sums
 from .margins import day_bounds, margins_between, month_range, to_date
-from .models import AlertEvent, RollupState, UsageEvent, UsageRollup
+from .models import AlertEvent, UsageEvent, UsageRollup
 
 ZERO = Decimal("0")
-CACHE_SECONDS = 60
 SORTS = {
     "name": lambda r: r.name.lower(),
     "revenue": lambda r: r.revenue,
@@ -34,19 +35,14 @@ SORTS = {
 }
 
 
-def _watermark() -> str:
-    state = RollupState.objects.filter(name="usage").only("recorded_through").first()
-    return state.recorded_through.isoformat() if state and state.recorded_through else "none"
-
-
-def cached(kind: str, *parts, compute):
-    """`compute()` cached for a minute under the rollup watermark."""
-    key = ":".join(["dash", kind, _watermark(), *map(str, parts)])
-    value = cache.get(key)
-    if value is None:
-        value = compute()
-        cache.set(key, value, CACHE_SECONDS)
-    return value
+def cached(kind: str, *parts, compute) -> tuple:
+    """`compute()` and when it ran, cached for SPENDPLANE_DASHBOARD_CACHE_SECONDS (seconds)."""
+    key = ":".join(["dash", kind, *map(str, parts)])
+    hit = cache.get(key)
+    if hit is None:
+        hit = (compute(), timezone.now())
+        cache.set(key, hit, settings.SPENDPLANE_DASHBOARD_CACHE_SECONDS)
+    return hit
 
 
 def previous_period(period: str) -> str:
@@ -81,7 +77,12 @@ def _percent(part: Decimal, whole: Decimal | None) -> Decimal | None:
 
 
 def margin_rows(period: str) -> list[MarginRow]:
-    """Every tenant's margin for a month, with the change in AI cost against the month before."""
+    return margin_table(period)[0]
+
+
+def margin_table(period: str) -> tuple[list[MarginRow], datetime]:
+    """Every tenant's margin for a month, with the change in AI cost against the month before, and
+    the moment it was computed."""
 
     def compute():
         start, end = to_date(*month_range(period), timezone.now().date())
@@ -128,26 +129,22 @@ def filter_and_sort(rows: list[MarginRow], *, q: str = "", loss_only: bool = Fal
 def tenant_detail(tenant: Tenant, period: str) -> dict:
     def compute():
         start, end = month_range(period)
-        low, high = day_bounds(start, end)
-        days = UsageRollup.objects.filter(
-            granularity="day", tenant=tenant, bucket_start__gte=low, bucket_start__lt=high
-        )
+        window = [Window(*day_bounds(start, end), [tenant.pk])]
 
         def top(field: str, limit: int = 10):
-            return list(
-                days.values(field)
-                .annotate(
-                    requests=Coalesce(Sum("requests"), 0),
-                    tokens=Coalesce(Sum("prompt_tokens"), 0) + Coalesce(Sum("completion_tokens"), 0),
-                    cost=Coalesce(Sum("cost_usd"), ZERO),
-                )
-                .order_by("-cost", field)[:limit]
-            )
+            rows = live_sums(window, granularity=UsageRollup.Granularity.DAY, group_by=(field,))
+            rows.sort(key=lambda r: (-r["cost_usd"], r[field]))
+            return [
+                {
+                    field: r[field],
+                    "requests": r["requests"],
+                    "tokens": r["prompt_tokens"] + r["completion_tokens"],
+                    "cost": r["cost_usd"],
+                }
+                for r in rows[:limit]
+            ]
 
-        by_day = {
-            row["bucket_start"].date(): row["cost"]
-            for row in days.values("bucket_start").annotate(cost=Coalesce(Sum("cost_usd"), ZERO))
-        }
+        by_day = {row["day"]: row["cost_usd"] for row in live_sums(window, by_day=True)}
         series = []
         day = start
         while day <= end:
@@ -162,7 +159,7 @@ def tenant_detail(tenant: Tenant, period: str) -> dict:
             "margin": margin,
         }
 
-    detail = cached("tenant", tenant.pk, period, compute=compute)
+    detail, as_of = cached("tenant", tenant.pk, period, compute=compute)
     now = timezone.now()
     budgets = []
     for row in budget_status(Principal.for_tenant(tenant), at=now):
@@ -172,6 +169,7 @@ def tenant_detail(tenant: Tenant, period: str) -> dict:
         budgets.append(row)
     return {
         **detail,
+        "as_of": as_of,
         "budgets": budgets,
         "guard_events": list(GuardEvent.objects.filter(tenant=tenant)[:10]),
         "alerts": list(AlertEvent.objects.filter(tenant=tenant)[:10]),
@@ -217,9 +215,7 @@ def overview(now: datetime | None = None) -> dict:
             float(v) for v in events.filter(status_code=200).values_list("latency_ms", flat=True)[:50_000]
         )
         month_start = today.replace(day=1)
-        month_cost = UsageRollup.objects.filter(granularity="day", bucket_start__gte=month_start).aggregate(
-            c=Coalesce(Sum("cost_usd"), ZERO)
-        )["c"]
+        month_cost = sum((r["cost_usd"] for r in live_sums([Window(month_start, now + timedelta(days=1))])), ZERO)
         period = now.strftime("%Y-%m")
         rows = margin_rows(period)
         movers = sorted(rows, key=lambda r: abs(r.cost - r.previous_cost), reverse=True)[:5]
@@ -236,7 +232,8 @@ def overview(now: datetime | None = None) -> dict:
             "period": period,
         }
 
-    return cached("overview", today.date(), compute=compute)
+    figures, as_of = cached("overview", today.date(), compute=compute)
+    return {**figures, "as_of": as_of}
 
 
 def this_month() -> str:

@@ -1,4 +1,5 @@
-"""Revenue, AI cost and margin per tenant, read from the day rollups (UTC days).
+"""Revenue, AI cost and margin per tenant: cost live to the last ledger row (the day rollups, UTC
+days, plus the ledger after their watermark; `live_usage`).
 
 Revenue of a range = for each month it touches, the tenant's monthly price (its override, else
 the plan's) × the days of the range in that month ÷ the days of that month (so a whole month is
@@ -16,11 +17,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Sum
 from django.db.models.functions import Coalesce
 
 from tenants.models import Credit, Tenant
 
+from .live_usage import Window, live_sums
 from .models import MarginReport, UsageRollup
 
 ZERO = Decimal("0")
@@ -100,25 +102,15 @@ def _credits(start: date, end: date) -> dict[int, Decimal]:
     )
 
 
-def _breakdown(rollups, field_name: str) -> dict[int, list[dict]]:
+def _breakdown(rows: list[dict], field_name: str) -> dict[int, list[dict]]:
     out: dict[int, list[dict]] = {}
-    rows = (
-        rollups.values("tenant_id", field_name)
-        .annotate(
-            requests=Coalesce(Sum("requests"), 0),
-            prompt=Coalesce(Sum("prompt_tokens"), 0),
-            completion=Coalesce(Sum("completion_tokens"), 0),
-            cost=Coalesce(Sum("cost_usd"), ZERO),
-        )
-        .order_by("tenant_id", "-cost", field_name)
-    )
-    for row in rows:
+    for row in sorted(rows, key=lambda r: (r["tenant_id"], -r["cost_usd"], r[field_name])):
         out.setdefault(row["tenant_id"], []).append(
             {
                 field_name: row[field_name],
                 "requests": row["requests"],
-                "tokens": row["prompt"] + row["completion"],
-                "cost_usd": row["cost"],
+                "tokens": row["prompt_tokens"] + row["completion_tokens"],
+                "cost_usd": row["cost_usd"],
             }
         )
     return out
@@ -147,36 +139,17 @@ def margins_between(
         by_zone: dict[str, list[int]] = {}
         for tenant_id, tz_name in tenants.values_list("pk", "timezone"):
             by_zone.setdefault(tz_name, []).append(tenant_id)
-        window = Q(pk__in=[])
-        for tz_name, ids in by_zone.items():
-            zone_low, zone_high = day_bounds(start, end, tz_name)
-            window |= Q(tenant_id__in=ids, bucket_start__gte=zone_low, bucket_start__lt=zone_high)
-        rollups = totals_from = UsageRollup.objects.filter(window, granularity=UsageRollup.Granularity.HOUR)
+        windows = [Window(*day_bounds(start, end, tz_name), ids) for tz_name, ids in by_zone.items()]
+        totals_from = detail_from = UsageRollup.Granularity.HOUR
     else:
-        rollups = UsageRollup.objects.filter(
-            granularity=UsageRollup.Granularity.DAY, bucket_start__gte=low, bucket_start__lt=high
-        )
-        if tenant_ids is not None:
-            rollups = rollups.filter(tenant_id__in=tenant_ids)
+        windows = [Window(low, high, tenant_ids)]
         # Totals from the one-row-per-tenant-day rollups; the breakdowns need the detailed ones.
-        totals_from = UsageRollup.objects.filter(
-            granularity=UsageRollup.Granularity.TENANT_DAY, bucket_start__gte=low, bucket_start__lt=high
-        )
-        if tenant_ids is not None:
-            totals_from = totals_from.filter(tenant_id__in=tenant_ids)
-    totals = {
-        row["tenant_id"]: row
-        for row in totals_from.values("tenant_id")
-        .annotate(
-            requests=Coalesce(Sum("requests"), 0),
-            prompt=Coalesce(Sum("prompt_tokens"), 0),
-            completion=Coalesce(Sum("completion_tokens"), 0),
-            cost=Coalesce(Sum("cost_usd"), ZERO),
-        )
-        .order_by()
-    }
-    by_model = _breakdown(rollups, "model") if breakdown else {}
-    by_feature = _breakdown(rollups, "feature") if breakdown else {}
+        totals_from, detail_from = UsageRollup.Granularity.TENANT_DAY, UsageRollup.Granularity.DAY
+    totals = {row["tenant_id"]: row for row in live_sums(windows, granularity=totals_from)}
+    by_model = by_feature = {}
+    if breakdown:
+        by_model = _breakdown(live_sums(windows, granularity=detail_from, group_by=("model",)), "model")
+        by_feature = _breakdown(live_sums(windows, granularity=detail_from, group_by=("feature",)), "feature")
     credits = _credits(start, end)
     margins = []
     for tenant in tenants:
@@ -188,9 +161,9 @@ def margins_between(
                 start=start,
                 end=end,
                 revenue_usd=revenue(tenant, start, end, credits),
-                cost_usd=row.get("cost", ZERO),
+                cost_usd=row.get("cost_usd", ZERO),
                 requests=row.get("requests", 0),
-                tokens=row.get("prompt", 0) + row.get("completion", 0),
+                tokens=row.get("prompt_tokens", 0) + row.get("completion_tokens", 0),
                 by_model=by_model.get(tenant.pk, []),
                 by_feature=by_feature.get(tenant.pk, []),
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.http import HttpResponse
@@ -39,7 +40,8 @@ def margins(request):
     q = request.GET.get("q", "").strip()[:100]
     sort = request.GET.get("sort", "-cost")
     loss_only = request.GET.get("loss") == "1"
-    rows = dashboards.filter_and_sort(dashboards.margin_rows(period), q=q, loss_only=loss_only, sort=sort)
+    table, as_of = dashboards.margin_table(period)
+    rows = dashboards.filter_and_sort(table, q=q, loss_only=loss_only, sort=sort)
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "period": period,
@@ -49,6 +51,8 @@ def margins(request):
         "loss_only": loss_only,
         "page": page,
         "sort_columns": SORT_COLUMNS,
+        "as_of": as_of,
+        "cache_seconds": settings.SPENDPLANE_DASHBOARD_CACHE_SECONDS,
         "totals": {
             "revenue": sum(r.revenue for r in rows),
             "cost": sum(r.cost for r in rows),
@@ -116,6 +120,7 @@ def tenant(request, pk: int):
         "bars": dashboards.chart_bars(detail["series"]),
         "requests": dashboards.recent_requests(tenant),
         "can_edit_caps": request.user.has_perm("tenants.change_tenant"),
+        "cache_seconds": settings.SPENDPLANE_DASHBOARD_CACHE_SECONDS,
     }
     return render(request, "metering/tenant.html", context)
 
@@ -132,4 +137,5 @@ def tenant_requests(request, pk: int):
 
 @_dashboard
 def overview(request):
-    return render(request, "metering/overview.html", {"o": dashboards.overview()})
+    context = {"o": dashboards.overview(), "cache_seconds": settings.SPENDPLANE_DASHBOARD_CACHE_SECONDS}
+    return render(request, "metering/overview.html", context)

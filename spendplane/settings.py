@@ -263,6 +263,8 @@ SPENDPLANE_UPSTREAM_RETRY_BASE_SECONDS = env.float("SPENDPLANE_UPSTREAM_RETRY_BA
 SPENDPLANE_UPSTREAM_RETRY_MAX_WAIT_SECONDS = env.float("SPENDPLANE_UPSTREAM_RETRY_MAX_WAIT_SECONDS", default=2.0)
 # Seconds a resolved API key, plan or price table is trusted before it is read again.
 SPENDPLANE_CACHE_SECONDS = env.int("SPENDPLANE_CACHE_SECONDS", default=30)
+# Seconds a dashboard figure (live to the last ledger row when computed) is served from the cache.
+SPENDPLANE_DASHBOARD_CACHE_SECONDS = env.int("SPENDPLANE_DASHBOARD_CACHE_SECONDS", default=5)
 
 # Write a non-streamed request's ledger row after its response is sent (kept in the outbox under
 # SPENDPLANE_LEDGER_SPOOL_DIR until it commits), taking the database write off the client's wait.

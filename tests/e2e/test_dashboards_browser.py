@@ -16,6 +16,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from metering.models import UsageEvent
 from metering.pricing import Rates, Usage
 from metering.rollups import rollup_usage
 from metering.services import LedgerEntry, usage_record
@@ -186,3 +187,28 @@ def test_support_edits_a_cap_in_the_admin_and_finance_cannot(live_server, browse
     assert finance.locator("input[name=_save]").count() == 0
     assert finance.locator("#id_monthly_budget_usd").count() == 0  # read-only view
     finance.screenshot(path=str(ARTIFACTS / "admin-tenant-finance.png"), full_page=True)
+
+
+def test_figures_are_live_to_the_last_request_and_say_how_old_they_are(live_server, browser, customers, settings):
+    settings.SPENDPLANE_DASHBOARD_CACHE_SECONDS = 1
+    acme = customers["Acme"]
+    page = browser.new_page()
+    log_in(page, live_server.url, "finance", f"/dashboard/tenants/{acme.pk}/")
+    before = Decimal(page.get_attribute("#cost", "data-value"))
+    assert "Live to the last request" in page.inner_text(".as-of")
+
+    spend(acme, "Acme-just-now-9", tokens=80_000, when=timezone.now())  # no rollup runs after it
+    # The fixture rolled up "a minute from now": this row is recorded after that watermark.
+    UsageEvent.objects.filter(request_id="Acme-just-now-9").update(recorded_at=timezone.now() + timedelta(minutes=2))
+    page.wait_for_timeout(1100)
+    page.reload()
+    after = Decimal(page.get_attribute("#cost", "data-value"))
+    period = timezone.now().strftime("%Y-%m")
+    assert after == Decimal(api_margins(period)[acme.pk]["cost_usd"]) > before
+    assert after - before == Rates(Decimal("2.5"), Decimal("10"), Decimal("1.25"), Decimal("2.5"), "t").cost_for(
+        Usage(prompt_tokens=80_000, completion_tokens=20_000)
+    )
+    page.goto(f"{live_server.url}/dashboard/?period={period}")
+    cell = page.locator(f"tr[data-tenant='{acme.pk}'] td[data-col=cost]")
+    assert Decimal(cell.get_attribute("data-value")) == after
+    assert page.locator("#margin-table .as-of").get_attribute("data-as-of")
