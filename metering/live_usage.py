@@ -83,9 +83,7 @@ def live_sums(
         s_completion=F("completion_tokens"),
         s_cost=F("cost_usd"),
     )
-    tail = UsageEvent.objects.filter(
-        _any(windows, "created_at"), tenant__isnull=False, recorded_at__gt=_watermark()
-    ).annotate(
+    tail = _tail(windows).annotate(
         g_tenant=F("tenant_id"),
         **{f"g_{name}": F(name) for name in group_by},
         **({"g_day": TruncDay("created_at")} if by_day else {}),
@@ -137,6 +135,15 @@ def _as_date(value):
     return value
 
 
+def _tail(windows: Sequence[Window]):
+    """Ledger rows in the windows recorded after the watermark the statement itself reads. The
+    watermark read just before is a floor for it (it only moves forward): as a literal it lets the
+    planner see how few rows the tail holds and read them through the `recorded_at` index."""
+    tail = UsageEvent.objects.filter(_any(windows, "created_at"), tenant__isnull=False, recorded_at__gt=_watermark())
+    floor = tail_watermark()
+    return tail.filter(recorded_at__gt=floor) if floor is not None else tail
+
+
 def tail_watermark() -> datetime | None:
     """Up to when rollups hold the ledger (None: never rolled up)."""
     state = RollupState.objects.filter(name="usage").only("recorded_through").first()
@@ -145,4 +152,4 @@ def tail_watermark() -> datetime | None:
 
 def tail_rows(window: Window) -> int:
     """Ledger rows in the window not yet in a rollup (how much of a figure is read live)."""
-    return UsageEvent.objects.filter(window.q("created_at"), tenant__isnull=False, recorded_at__gt=_watermark()).count()
+    return _tail([window]).count()

@@ -166,6 +166,9 @@ def rollup_usage(
     with transaction.atomic():
         state = RollupState.objects.select_for_update().get(name="usage")
         since = None if full else state.recorded_through
+        if since is not None and since > horizon:
+            # Never move the watermark back: live figures count the ledger after it once each.
+            horizon = since
         recorded = UsageEvent.objects.filter(recorded_at__lte=horizon, tenant__isnull=False)
         if since is not None:
             recorded = recorded.filter(recorded_at__gt=since)
