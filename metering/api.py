@@ -193,15 +193,39 @@ def _margin_row(m: Margin, breakdown: set[str]) -> dict:
         "revenue_usd": usd_str(m.revenue_usd),
         "cost_usd": usd_str(m.cost_usd),
         "margin_usd": usd_str(m.margin_usd),
-        "margin_pct": None if m.margin_pct is None else str(m.margin_pct),
+        "margin_pct": _str_or_none(m.margin_pct),
         "requests": m.requests,
         "tokens": m.tokens,
+        # Columns after this line came later: a CSV reader keyed on position keeps working.
+        "revenue_source": m.revenue_source,
+        "active_users": m.active_users,
+        "cost_per_request_usd": usd_str(m.cost_per_request),
+        "cost_per_active_user_usd": usd_str(m.cost_per_active_user),
+        "cost_share_pct": _str_or_none(m.cost_share_pct),
+        "projected_revenue_usd": usd_str(m.projected_revenue_usd),
+        "projected_cost_usd": usd_str(m.projected_cost_usd),
+        "projected_margin_usd": usd_str(m.projected_margin_usd),
     }
     if "model" in breakdown:
         row["by_model"] = [{**r, "cost_usd": usd_str(r["cost_usd"])} for r in m.by_model]
     if "feature" in breakdown:
-        row["by_feature"] = [{**r, "cost_usd": usd_str(r["cost_usd"])} for r in m.by_feature]
+        row["by_feature"] = [
+            {
+                "feature": r["feature"],
+                "requests": r["requests"],
+                "tokens": r["tokens"],
+                "cost_usd": usd_str(r["cost_usd"]),
+                "active_users": r["active_users"],
+                "cost_per_request_usd": usd_str(r["cost_per_request"]),
+                "cost_per_active_user_usd": usd_str(r["cost_per_active_user"]),
+            }
+            for r in m.by_feature
+        ]
     return row
+
+
+def _str_or_none(value) -> str | None:
+    return None if value is None else str(value)
 
 
 class MarginsView(APIView):
@@ -228,11 +252,19 @@ class MarginsView(APIView):
                     {
                         "tenant": serializers.IntegerField(),
                         "revenue_usd": serializers.CharField(),
+                        "revenue_source": serializers.ChoiceField(choices=["plan", "invoiced"]),
                         "cost_usd": serializers.CharField(),
                         "margin_usd": serializers.CharField(),
                         "margin_pct": serializers.CharField(allow_null=True),
                         "requests": serializers.IntegerField(),
                         "tokens": serializers.IntegerField(),
+                        "active_users": serializers.IntegerField(),
+                        "cost_per_request_usd": serializers.CharField(allow_null=True),
+                        "cost_per_active_user_usd": serializers.CharField(allow_null=True),
+                        "cost_share_pct": serializers.CharField(allow_null=True),
+                        "projected_revenue_usd": serializers.CharField(allow_null=True),
+                        "projected_cost_usd": serializers.CharField(allow_null=True),
+                        "projected_margin_usd": serializers.CharField(allow_null=True),
                     },
                     many=True,
                 ),
@@ -249,6 +281,7 @@ class MarginsView(APIView):
                 start, end = month_range(params.get("period") or timezone.now().strftime("%Y-%m"))
         except (KeyError, ValueError):
             raise ValidationError({"period": "Use period=YYYY-MM, or from=YYYY-MM-DD&to=YYYY-MM-DD."}) from None
+        period_end = end
         start, end = to_date(start, end, timezone.now().date())
         if end < start or (end - start).days > 366:
             raise ValidationError({"to": "'to' must follow 'from' by at most a year."})
@@ -264,7 +297,12 @@ class MarginsView(APIView):
         if zone not in ("utc", "tenant"):
             raise ValidationError({"timezone": "Use utc (the default) or tenant (each tenant's own days)."})
         margins = margins_between(
-            start, end, tenant_ids=tenant_ids, breakdown=bool(breakdown), local_time=zone == "tenant"
+            start,
+            end,
+            tenant_ids=tenant_ids,
+            breakdown=bool(breakdown),
+            local_time=zone == "tenant",
+            period_end=period_end,
         )
         rows = [_margin_row(m, breakdown) for m in margins]
         return Response({"count": len(rows), "from": start.isoformat(), "to": end.isoformat(), "results": rows})

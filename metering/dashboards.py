@@ -24,6 +24,7 @@ from .margins import day_bounds, margins_between, month_range, to_date
 from .models import AlertEvent, UsageEvent, UsageRollup
 
 ZERO = Decimal("0")
+BLANK = Decimal("-1e18")
 SORTS = {
     "name": lambda r: r.name.lower(),
     "revenue": lambda r: r.revenue,
@@ -32,6 +33,10 @@ SORTS = {
     "margin_pct": lambda r: r.margin_pct if r.margin_pct is not None else Decimal("-1e9"),
     "change": lambda r: r.change_pct if r.change_pct is not None else Decimal("-1e9"),
     "budget": lambda r: r.budget_used_pct if r.budget_used_pct is not None else Decimal("-1"),
+    # a blank (nothing to divide by, a closed period) sorts below every figure
+    "cost_share": lambda r: r.cost_share_pct if r.cost_share_pct is not None else BLANK,
+    "cost_per_user": lambda r: r.cost_per_active_user if r.cost_per_active_user is not None else BLANK,
+    "projected_margin": lambda r: r.projected_margin if r.projected_margin is not None else BLANK,
 }
 
 
@@ -64,6 +69,11 @@ class MarginRow:
     budget: Decimal | None
     budget_used_pct: Decimal | None
     requests: int
+    revenue_source: str = "plan"
+    active_users: int = 0
+    cost_per_active_user: Decimal | None = None
+    cost_share_pct: Decimal | None = None
+    projected_margin: Decimal | None = None
 
     @property
     def loss_making(self) -> bool:
@@ -85,11 +95,12 @@ def margin_table(period: str) -> tuple[list[MarginRow], datetime]:
     the moment it was computed."""
 
     def compute():
-        start, end = to_date(*month_range(period), timezone.now().date())
+        start, period_end = month_range(period)
+        end = to_date(start, period_end, timezone.now().date())[1]
         previous = {m.tenant_id: m.cost_usd for m in margins_between(*month_range(previous_period(period)))}
         tenants = {t.pk: t for t in Tenant.objects.select_related("plan")}
         rows = []
-        for m in margins_between(start, end):
+        for m in margins_between(start, end, period_end=period_end):
             tenant = tenants[m.tenant_id]
             budget = tenant.effective_cap("monthly_budget_usd")
             before = previous.get(m.tenant_id, ZERO)
@@ -107,6 +118,11 @@ def margin_table(period: str) -> tuple[list[MarginRow], datetime]:
                     budget=budget,
                     budget_used_pct=_percent(m.cost_usd, budget),
                     requests=m.requests,
+                    revenue_source=m.revenue_source,
+                    active_users=m.active_users,
+                    cost_per_active_user=m.cost_per_active_user,
+                    cost_share_pct=m.cost_share_pct,
+                    projected_margin=m.projected_margin_usd,
                 )
             )
         return rows
@@ -150,11 +166,12 @@ def tenant_detail(tenant: Tenant, period: str) -> dict:
         while day <= end:
             series.append({"day": day, "cost": by_day.get(day, ZERO)})
             day += timedelta(days=1)
-        margin = margins_between(*to_date(start, end, timezone.now().date()), tenant_ids=[tenant.pk])[0]
+        margin = margins_between(
+            *to_date(start, end, timezone.now().date()), tenant_ids=[tenant.pk], breakdown=True, period_end=end
+        )[0]
         return {
             "series": series,
             "by_model": top("model"),
-            "by_feature": top("feature"),
             "top_users": top("end_user"),
             "margin": margin,
         }
@@ -197,6 +214,38 @@ def chart_bars(series: list[dict], *, width: int = 720, height: int = 160) -> li
             }
         )
     return bars
+
+
+def burn_chart(series: list[dict], margin, *, width: int = 720, height: int = 180) -> dict:
+    """SVG geometry of the period's burn: cumulative AI cost by day to date, its projection to the
+    period's end (dashed), and revenue accrued evenly to its projected (or actual) total."""
+    days = len(series)
+    if not days:
+        return {}
+    cumulative, total = [], ZERO
+    for point in series[: max(1, (margin.end - margin.start).days + 1)]:
+        total += point["cost"]
+        cumulative.append(total)
+    final_cost = margin.projected_cost_usd if margin.projected_cost_usd is not None else total
+    final_revenue = margin.projected_revenue_usd if margin.projected_revenue_usd is not None else margin.revenue_usd
+    top = max(final_cost, final_revenue, total, ZERO) or Decimal("1")
+    step = width / days
+
+    def point(index: int, value: Decimal) -> str:
+        x = round((index + 1) * step, 1)
+        y = round(height - 10 - float(value / top) * (height - 20), 1)
+        return f"{x},{y}"
+
+    today = len(cumulative) - 1
+    return {
+        "cost_line": " ".join(point(i, v) for i, v in enumerate(cumulative)),
+        "projection_line": f"{point(today, total)} {point(days - 1, final_cost)}",
+        "revenue_line": f"{point(-1, ZERO)} {point(days - 1, max(final_revenue, ZERO))}",
+        "cost_to_date": total,
+        "projected_cost": final_cost,
+        "revenue": final_revenue,
+        "loss": final_cost > final_revenue,
+    }
 
 
 def overview(now: datetime | None = None) -> dict:

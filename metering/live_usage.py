@@ -153,3 +153,33 @@ def tail_watermark() -> datetime | None:
 def tail_rows(window: Window) -> int:
     """Ledger rows in the window not yet in a rollup (how much of a figure is read live)."""
     return _tail([window]).count()
+
+
+def active_end_users(windows: Sequence[Window], *, per_feature: bool = False) -> dict:
+    """Distinct named end users per tenant (or per (tenant, feature)) with a request in the
+    windows, live like `live_sums`: from day rollups plus the ledger tail, in one statement."""
+    if not windows:
+        return {}
+    keys = ["g_tenant", "g_feature", "g_end_user"] if per_feature else ["g_tenant", "g_end_user"]
+    rolled = (
+        UsageRollup.objects.filter(_any(windows, "bucket_start"), granularity=UsageRollup.Granularity.DAY)
+        .exclude(end_user="")
+        .annotate(g_tenant=F("tenant_id"), g_feature=F("feature"), g_end_user=F("end_user"))
+    )
+    tail = (
+        _tail(windows)
+        .exclude(end_user="")
+        .annotate(g_tenant=F("tenant_id"), g_feature=F("feature"), g_end_user=F("end_user"))
+    )
+    rolled_sql, rolled_params = rolled.values(*keys).order_by().query.sql_with_params()
+    tail_sql, tail_params = tail.values(*keys).order_by().query.sql_with_params()
+    groups = ", ".join(keys[:-1])
+    sql = (
+        f"SELECT {groups}, COUNT(DISTINCT g_end_user) "  # noqa: S608 - names are ours
+        f"FROM ({rolled_sql} UNION ALL {tail_sql}) live GROUP BY {groups}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*rolled_params, *tail_params])
+        if per_feature:
+            return {(tenant, feature): count for tenant, feature, count in cursor.fetchall()}
+        return dict(cursor.fetchall())

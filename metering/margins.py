@@ -1,8 +1,10 @@
 """Revenue, AI cost and margin per tenant: cost live to the last ledger row (the day rollups, UTC
 days, plus the ledger after their watermark; `live_usage`).
 
-Revenue of a range = for each month it touches, the tenant's monthly price (its override, else
-the plan's) × the days of the range in that month ÷ the days of that month (so a whole month is
+Revenue of a range, for a tenant on invoiced revenue: its `RevenueEntry` amounts, each spread
+evenly over its service period (`tenants.revenue`; credit notes are negative entries). Otherwise
+the plan's: for each month the range touches, the tenant's monthly price (its override, else the
+plan's) × the days of the range in that month ÷ the days of that month (so a whole month is
 exactly its price), rounded once per month; less the credits given in the range.
 Margin = revenue − AI cost; margin % = margin ÷ revenue × 100 (None when there is no revenue).
 All `Decimal`, USD, 9 places.
@@ -21,8 +23,9 @@ from django.db.models import Sum
 from django.db.models.functions import Coalesce
 
 from tenants.models import Credit, Tenant
+from tenants.revenue import invoiced_revenue
 
-from .live_usage import Window, live_sums
+from .live_usage import Window, active_end_users, live_sums
 from .models import MarginReport, UsageRollup
 
 ZERO = Decimal("0")
@@ -37,21 +40,51 @@ class Margin:
     start: date
     end: date  # inclusive
     revenue_usd: Decimal = ZERO
+    revenue_source: str = "plan"  # "plan": the list price prorated by day; "invoiced": RevenueEntry rows
     cost_usd: Decimal = ZERO
     requests: int = 0
     tokens: int = 0
+    active_users: int = 0  # distinct named end users with a request in the range
     by_model: list[dict] = field(default_factory=list)
     by_feature: list[dict] = field(default_factory=list)
+    # A period still in progress, at the current burn: cost scaled to the whole period, revenue of it.
+    projected_cost_usd: Decimal | None = None
+    projected_revenue_usd: Decimal | None = None
 
     @property
     def margin_usd(self) -> Decimal:
         return self.revenue_usd - self.cost_usd
 
     @property
+    def cost_per_request(self) -> Decimal | None:
+        return per(self.cost_usd, self.requests)
+
+    @property
+    def cost_per_active_user(self) -> Decimal | None:
+        return per(self.cost_usd, self.active_users)
+
+    @property
+    def cost_share_pct(self) -> Decimal | None:
+        """AI cost as a share of revenue, in percent."""
+        if not self.revenue_usd:
+            return None
+        return (self.cost_usd / self.revenue_usd * 100).quantize(Q2, rounding=ROUND_HALF_UP)
+
+    @property
+    def projected_margin_usd(self) -> Decimal | None:
+        if self.projected_cost_usd is None or self.projected_revenue_usd is None:
+            return None
+        return self.projected_revenue_usd - self.projected_cost_usd
+
+    @property
     def margin_pct(self) -> Decimal | None:
         if not self.revenue_usd:
             return None
         return (self.margin_usd / self.revenue_usd * 100).quantize(Q2, rounding=ROUND_HALF_UP)
+
+
+def per(amount: Decimal, count: int) -> Decimal | None:
+    return (amount / count).quantize(Q9, rounding=ROUND_HALF_UP) if count else None
 
 
 def month_range(period: str) -> tuple[date, date]:
@@ -126,11 +159,20 @@ def day_bounds(start: date, end: date, tz_name: str = "UTC") -> tuple[datetime, 
 
 
 def margins_between(
-    start: date, end: date, *, tenant_ids=None, breakdown: bool = False, local_time: bool = False
+    start: date,
+    end: date,
+    *,
+    tenant_ids=None,
+    breakdown: bool = False,
+    local_time: bool = False,
+    period_end: date | None = None,
+    now: datetime | None = None,
 ) -> list[Margin]:
     """One Margin per tenant for the days [start, end], highest cost first. Days are UTC days
     (day rollups), or with local_time=True each tenant's own days in its time zone (hour rollups;
-    exact for whole-hour offsets, a zone like UTC+5:30 is read to the hour)."""
+    exact for whole-hour offsets, a zone like UTC+5:30 is read to the hour). With `period_end`
+    after `end` (a period in progress, cut at today), each margin also projects the whole period
+    at the burn so far."""
     low, high = day_bounds(start, end)
     tenants = Tenant.objects.select_related("plan").filter(created_at__lt=high)
     if tenant_ids is not None:
@@ -150,17 +192,32 @@ def margins_between(
     if breakdown:
         by_model = _breakdown(live_sums(windows, granularity=detail_from, group_by=("model",)), "model")
         by_feature = _breakdown(live_sums(windows, granularity=detail_from, group_by=("feature",)), "feature")
+        feature_users = active_end_users(windows, per_feature=True)
+        for tenant_id, rows in by_feature.items():
+            for row in rows:
+                row["active_users"] = feature_users.get((tenant_id, row["feature"]), 0)
+                row["cost_per_request"] = per(row["cost_usd"], row["requests"])
+                row["cost_per_active_user"] = per(row["cost_usd"], row["active_users"])
+    users = active_end_users(windows)
+    burn = _elapsed_share(start, period_end, now)
+    if burn is not None:
+        projected_invoiced = invoiced_revenue(start, period_end, tenant_ids)
+        projected_credits = _credits(start, period_end)
     credits = _credits(start, end)
+    invoiced = invoiced_revenue(start, end, tenant_ids)
     margins = []
     for tenant in tenants:
         row = totals.get(tenant.pk, {})
+        on_invoices = tenant.revenue_source == "invoiced"
         margins.append(
             Margin(
                 tenant_id=tenant.pk,
                 tenant_name=tenant.name,
                 start=start,
                 end=end,
-                revenue_usd=revenue(tenant, start, end, credits),
+                revenue_usd=invoiced.get(tenant.pk, ZERO) if on_invoices else revenue(tenant, start, end, credits),
+                revenue_source=tenant.revenue_source,
+                active_users=users.get(tenant.pk, 0),
                 cost_usd=row.get("cost_usd", ZERO),
                 requests=row.get("requests", 0),
                 tokens=row.get("prompt_tokens", 0) + row.get("completion_tokens", 0),
@@ -168,8 +225,27 @@ def margins_between(
                 by_feature=by_feature.get(tenant.pk, []),
             )
         )
+        if burn is not None:
+            margin = margins[-1]
+            margin.projected_cost_usd = (margin.cost_usd / burn).quantize(Q9, rounding=ROUND_HALF_UP)
+            margin.projected_revenue_usd = (
+                projected_invoiced.get(tenant.pk, ZERO)
+                if on_invoices
+                else revenue(tenant, start, period_end, projected_credits)
+            )
     margins.sort(key=lambda m: (-m.cost_usd, m.tenant_name))
     return margins
+
+
+def _elapsed_share(start: date, period_end: date | None, now: datetime | None) -> Decimal | None:
+    """The share of [start, period_end] gone by now, when the period is in progress; else None."""
+    if period_end is None:
+        return None
+    now = now or datetime.now(UTC)
+    low, high = day_bounds(start, period_end)
+    if not low < now < high:
+        return None
+    return Decimal((now - low).total_seconds()) / Decimal((high - low).total_seconds())
 
 
 def _jsonable(rows: list[dict]) -> list[dict]:

@@ -23,6 +23,9 @@ SORT_COLUMNS = [
     ("margin_pct", "Margin %"),
     ("change", "Cost change"),
     ("budget", "Spend vs budget"),
+    ("cost_share", "Cost / revenue"),
+    ("cost_per_user", "Per user"),
+    ("projected_margin", "Projected margin"),
 ]
 
 
@@ -86,6 +89,11 @@ def margins_csv(request):
             "budget_usd",
             "budget_used_pct",
             "requests",
+            "revenue_source",
+            "active_users",
+            "cost_per_active_user_usd",
+            "cost_share_pct",
+            "projected_margin_usd",
         ]
     )
     for r in rows:
@@ -103,6 +111,11 @@ def margins_csv(request):
                 r.budget,
                 r.budget_used_pct,
                 r.requests,
+                r.revenue_source,
+                r.active_users,
+                r.cost_per_active_user,
+                r.cost_share_pct,
+                r.projected_margin,
             ]
         )
     return response
@@ -118,6 +131,7 @@ def tenant(request, pk: int):
         "period": period,
         "detail": detail,
         "bars": dashboards.chart_bars(detail["series"]),
+        "burn": dashboards.burn_chart(detail["series"], detail["margin"]),
         "requests": dashboards.recent_requests(tenant),
         "can_edit_caps": request.user.has_perm("tenants.change_tenant"),
         "cache_seconds": settings.SPENDPLANE_DASHBOARD_CACHE_SECONDS,

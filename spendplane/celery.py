@@ -20,4 +20,6 @@ app.conf.beat_schedule = {
     "margin-reports": {"task": "metering.tasks.margin_reports_task", "schedule": 300.0},
     # Every 5 minutes: budget thresholds, projections, spikes, dominance, loops.
     "evaluate-alerts": {"task": "metering.tasks.evaluate_alerts_task", "schedule": 300.0},
+    # Every hour: paid Stripe invoices and credit notes of the last 35 days (a no-op without STRIPE_API_KEY).
+    "stripe-revenue-sync": {"task": "tenants.tasks.stripe_revenue_sync_task", "schedule": 3600.0},
 }

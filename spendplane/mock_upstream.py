@@ -639,13 +639,14 @@ class _MockServer(ThreadingHTTPServer):
     request_queue_size = 4096
 
 
-class MockUpstream:
-    """The mock server, in a background thread (tests) or in the foreground (the command)."""
+class LocalServer:
+    """An HTTP server of this module's kind in a background thread (tests), or in the foreground
+    (the command): `MockUpstream`, and `mock_billing.MockBilling`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, **options) -> None:
-        self.state = MockState(**options)
-        handler = type("BoundMockHandler", (MockHandler,), {"state": self.state})
-        self.server = _MockServer((host, port), handler)
+    def __init__(self, host: str, port: int, handler: type[BaseHTTPRequestHandler], state) -> None:
+        self.state = state
+        bound = type(f"Bound{handler.__name__}", (handler,), {"state": state})
+        self.server = _MockServer((host, port), bound)
         self.thread: threading.Thread | None = None
 
     @property
@@ -653,7 +654,7 @@ class MockUpstream:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> MockUpstream:
+    def start(self):
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         return self
@@ -661,3 +662,10 @@ class MockUpstream:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class MockUpstream(LocalServer):
+    """The mock OpenAI- and Anthropic-compatible upstream."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, **options) -> None:
+        super().__init__(host, port, MockHandler, MockState(**options))

@@ -236,6 +236,11 @@ SPENDPLANE_RESERVATION_SECONDS = env.int("SPENDPLANE_RESERVATION_SECONDS", defau
 # Completion cap sent upstream when a client sets none and a hard budget applies, so the
 # reservation is a true worst case.
 SPENDPLANE_DEFAULT_MAX_OUTPUT_TOKENS = env.int("SPENDPLANE_DEFAULT_MAX_OUTPUT_TOKENS", default=4096)
+# Invoiced revenue from Stripe (tenants.stripe_revenue): paid invoices and credit notes, hourly
+# when a key is set. STRIPE_API_BASE points the client elsewhere (a test server, a Stripe mock).
+STRIPE_API_KEY = env("STRIPE_API_KEY", default="")
+STRIPE_API_BASE = env("STRIPE_API_BASE", default="")
+STRIPE_MAX_RETRIES = env.int("STRIPE_MAX_RETRIES", default=2)
 # Bearer token for /metrics; empty: open (keep it on an internal network).
 SPENDPLANE_METRICS_TOKEN = env("SPENDPLANE_METRICS_TOKEN", default="")
 # Alerts: spend below this many dollars never pages anyone (spikes, one user dominating).
@@ -293,5 +298,6 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
+    # stripe logs every request at INFO; its errors reach the sync's caller as exceptions.
+    "loggers": {"django.server": {"level": "WARNING"}, "stripe": {"level": "WARNING"}},
 }

@@ -22,6 +22,7 @@ router.register("usage/events", metering_api.UsageEventViewSet, basename="usage-
 router.register("alerts", metering_api.AlertEventViewSet)
 router.register("webhooks", metering_api.WebhookEndpointViewSet)
 router.register("credits", tenants_api.CreditViewSet)
+router.register("revenue", tenants_api.RevenueEntryViewSet)
 router.register("guard/events", guard_api.GuardEventViewSet)
 
 urlpatterns = [

@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
@@ -5,7 +6,8 @@ from django.utils.html import format_html
 from spendplane.admin_base import ReadOnlyAdmin
 
 from . import services
-from .models import ApiKey, Budget, CapChange, Credit, Plan, RateLimit, Tenant
+from .models import ApiKey, Budget, CapChange, Credit, Plan, RateLimit, RevenueEntry, Tenant
+from .revenue import RevenueError, RevenueInput, revenue_entry_upsert
 
 
 @admin.register(Plan)
@@ -70,7 +72,7 @@ class TenantAdmin(admin.ModelAdmin):
             "Limits (empty: the plan's value)",
             {"fields": ["monthly_budget_usd", "rpm_limit", "tpm_limit", "max_concurrency"]},
         ),
-        ("Revenue", {"fields": ["monthly_price_override_usd"]}),
+        ("Revenue", {"fields": ["revenue_source", "billing_customer_id", "monthly_price_override_usd"]}),
         (
             "Prompt-injection guard (empty: the plan's)",
             {"fields": ["guard_mode", "guard_block_threshold", "guard_sanitize_threshold"]},
@@ -174,3 +176,55 @@ class CreditAdmin(admin.ModelAdmin):
     list_display = ["day", "tenant", "amount_usd", "note"]
     list_filter = ["tenant"]
     date_hierarchy = "day"
+
+
+_REVENUE_FIELDS = (
+    "tenant",
+    "source",
+    "external_id",
+    "period_start",
+    "period_end",
+    "amount_usd",
+    "currency",
+    "description",
+)
+
+
+def _revenue_input(entry: RevenueEntry, values: dict | None = None) -> RevenueInput:
+    values = values or {}
+    return RevenueInput(**{name: values.get(name, getattr(entry, name, None)) for name in _REVENUE_FIELDS})
+
+
+class RevenueEntryForm(forms.ModelForm):
+    class Meta:
+        model = RevenueEntry
+        fields = _REVENUE_FIELDS
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.errors:
+            try:
+                _revenue_input(self.instance, cleaned).check()
+            except RevenueError as error:
+                raise forms.ValidationError(str(error)) from None
+        return cleaned
+
+
+@admin.register(RevenueEntry)
+class RevenueEntryAdmin(admin.ModelAdmin):
+    """Invoiced revenue. Entries come from the billing system (API, CSV import, Stripe sync); one
+    added or corrected here goes through the same upsert, so a correction keeps its history."""
+
+    list_display = ["external_id", "tenant", "source", "period_start", "period_end", "amount_usd", "updated_at"]
+    list_filter = ["source", "tenant"]
+    search_fields = ["external_id", "description", "tenant__name", "tenant__external_id"]
+    date_hierarchy = "period_start"
+    list_select_related = ["tenant"]
+    readonly_fields = ["history", "created_at", "updated_at"]
+    form = RevenueEntryForm
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "source", "external_id"] if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        obj.pk = revenue_entry_upsert(_revenue_input(obj), actor=request.user.get_username())[0].pk

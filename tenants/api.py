@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 import django_filters
@@ -16,8 +17,9 @@ from metering.usage import tenant_usage_summary
 
 from . import services
 from .access import access_api_key, access_tenant
-from .models import EVERY_SUBJECT, ApiKey, Budget, CapChange, Credit, Plan, RateLimit, Scope, Tenant
+from .models import EVERY_SUBJECT, ApiKey, Budget, CapChange, Credit, Plan, RateLimit, RevenueEntry, Scope, Tenant
 from .principal import Principal
+from .revenue import CREATED, RevenueError, RevenueInput, revenue_entry_upsert
 
 
 class PlanSerializer(serializers.ModelSerializer):
@@ -76,6 +78,8 @@ class TenantSerializer(serializers.ModelSerializer):
             "tpm_limit",
             "max_concurrency",
             "monthly_price_override_usd",
+            "revenue_source",
+            "billing_customer_id",
             "guard_mode",
             "guard_block_threshold",
             "guard_sanitize_threshold",
@@ -387,3 +391,94 @@ class CreditViewSet(viewsets.ModelViewSet):
     queryset = Credit.objects.select_related("tenant")
     serializer_class = CreditSerializer
     filterset_fields = ["tenant", "day"]
+
+
+class RevenueEntrySerializer(serializers.ModelSerializer):
+    period = serializers.RegexField(
+        r"^\d{4}-(0[1-9]|1[0-2])$",
+        write_only=True,
+        required=False,
+        help_text="YYYY-MM: the whole month, instead of period_start and period_end.",
+    )
+    period_start = serializers.DateField(required=False)
+    period_end = serializers.DateField(required=False, help_text="Inclusive; default: period_start (one day).")
+    result = serializers.SerializerMethodField(help_text="created, unchanged or replaced (on a write).")
+
+    class Meta:
+        model = RevenueEntry
+        fields = [
+            "id",
+            "tenant",
+            "source",
+            "external_id",
+            "period",
+            "period_start",
+            "period_end",
+            "amount_usd",
+            "currency",
+            "description",
+            "history",
+            "result",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["history", "created_at", "updated_at"]
+        validators = []  # (source, external_id) is an upsert key here, not a conflict
+
+    def get_result(self, entry) -> str | None:
+        return self.context.get("result")
+
+    def validate(self, attrs):
+        if attrs.get("period"):
+            import calendar
+
+            year, month = (int(part) for part in attrs.pop("period").split("-"))
+            attrs["period_start"] = date(year, month, 1)
+            attrs["period_end"] = date(year, month, calendar.monthrange(year, month)[1])
+        elif not attrs.get("period_start"):
+            raise serializers.ValidationError({"period_start": "Give period (YYYY-MM) or period_start."})
+        attrs.setdefault("period_end", attrs["period_start"])
+        return attrs
+
+
+class RevenueEntryViewSet(
+    mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet
+):
+    """Revenue the billing system invoiced, per tenant and service period (negative: a credit note
+    or refund). POST is an upsert on (source, external_id): the same entry again changes nothing
+    (200, result unchanged), changed values replace it and keep the old ones in `history` (200,
+    result replaced), a new one is 201. A tenant whose `revenue_source` is `invoiced` has its
+    margin reckoned against these entries."""
+
+    queryset = RevenueEntry.objects.select_related("tenant")
+    serializer_class = RevenueEntrySerializer
+    filterset_fields = {
+        "tenant": ["exact"],
+        "source": ["exact"],
+        "external_id": ["exact"],
+        "period_start": ["gte", "lte"],
+        "period_end": ["gte", "lte"],
+    }
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            entry, outcome = revenue_entry_upsert(
+                RevenueInput(
+                    tenant=data["tenant"],
+                    source=data["source"],
+                    external_id=data["external_id"],
+                    period_start=data["period_start"],
+                    period_end=data["period_end"],
+                    amount_usd=data["amount_usd"],
+                    currency=data.get("currency", "USD"),
+                    description=data.get("description", ""),
+                ),
+                actor=getattr(request.user, "username", "") or str(request.user),
+            )
+        except RevenueError as error:
+            raise serializers.ValidationError({"non_field_errors": [str(error)]}) from None
+        body = self.get_serializer(entry, context={**self.get_serializer_context(), "result": outcome}).data
+        return Response(body, status=status.HTTP_201_CREATED if outcome == CREATED else status.HTTP_200_OK)

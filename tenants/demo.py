@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
@@ -41,3 +42,27 @@ def seed_demo(*, admin_password: str = "admin") -> dict[str, str]:  # noqa: S107
             user.save()
         user.groups.add(groups[name])
     return keys
+
+
+def seed_demo_billing(billing) -> str:
+    """Acme bills through the bundled Stripe-shaped server: its plan plus seats this month, less a
+    goodwill credit note; its margin is then reckoned on that invoice, not on its plan's price."""
+    from datetime import UTC, datetime
+
+    from .stripe_revenue import stripe_client, stripe_revenue_sync
+
+    Tenant.objects.filter(external_id="acme").update(billing_customer_id="cus_demo_acme", revenue_source="invoiced")
+    today = datetime.now(UTC).date()
+    month_start = today.replace(day=1)
+    month_end = (month_start.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    invoice = billing.add_invoice(
+        customer="cus_demo_acme",
+        amount_cents=64900,  # Growth $499 + 3 seats at $50
+        tax_cents=5192,
+        period_start=month_start,
+        period_end=month_end,
+        invoice_id=f"in_demo_acme_{month_start:%Y%m}",
+    )
+    billing.add_credit_note(invoice=invoice, amount_cents=5000)
+    result = stripe_revenue_sync(client=stripe_client(api_key=billing.state.api_key, api_base=billing.url))
+    return str(result)

@@ -108,6 +108,19 @@ class Tenant(models.Model):
     guard_block_threshold = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.0)])
     guard_sanitize_threshold = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.0)])
     timezone = models.CharField(max_length=64, default="UTC")
+    revenue_source = models.CharField(
+        max_length=10,
+        choices=[("plan", "Plan price, prorated by day"), ("invoiced", "Invoiced (revenue entries)")],
+        default="plan",
+        help_text="What the margin is reckoned against: the plan's list price, or what was actually invoiced.",
+    )
+    billing_customer_id = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        db_index=True,
+        help_text="The billing system's customer id (Stripe cus_…).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -290,3 +303,35 @@ class Credit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant} credit ${self.amount_usd} on {self.day}"
+
+
+class RevenueEntry(models.Model):
+    """Revenue the billing system invoiced a tenant for a service period (a negative amount: a credit
+    note or refund). One row per (source, external id): a re-import changes nothing, a corrected
+    invoice replaces its row, the values it had kept in `history`."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="revenue_entries")
+    source = models.CharField(max_length=40, help_text="Where it came from: stripe, csv, api, or your billing system.")
+    external_id = models.CharField(max_length=200, help_text="Its id in that source (an invoice or credit note id).")
+    period_start = models.DateField()
+    period_end = models.DateField(help_text="Inclusive; the revenue is spread evenly over the period's days.")
+    amount_usd = models.DecimalField(max_digits=14, decimal_places=2)
+    currency = models.CharField(max_length=3, default="USD")
+    description = models.CharField(max_length=500, blank=True, default="")
+    history = models.JSONField(default=list, blank=True, help_text="Earlier values, each with when it was replaced.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-period_start", "-id"]
+        verbose_name_plural = "revenue entries"
+        constraints = [
+            models.UniqueConstraint(fields=["source", "external_id"], name="revenue_entry_unique_per_source"),
+            models.CheckConstraint(
+                condition=models.Q(period_end__gte=models.F("period_start")), name="revenue_entry_period_order"
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "period_start", "period_end"])]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.external_id} {self.amount_usd} USD"

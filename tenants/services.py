@@ -3,7 +3,7 @@ these, so every cap change is recorded the same way (who, what, before, after, w
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.db import transaction
@@ -26,7 +26,7 @@ def _actor(user) -> tuple[object | None, str]:
 def _jsonable(value):
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, datetime):
+    if isinstance(value, date):  # datetimes too
         return value.isoformat()
     return value
 

@@ -21,6 +21,7 @@ from metering.pricing import Rates, Usage
 from metering.rollups import rollup_usage
 from metering.services import LedgerEntry, usage_record
 from tenants.models import CapChange, Plan, Tenant
+from tenants.revenue import RevenueInput, revenue_entry_upsert
 from tenants.roles import roles_setup
 from tests.conftest import MASTER_KEY
 
@@ -212,3 +213,52 @@ def test_figures_are_live_to_the_last_request_and_say_how_old_they_are(live_serv
     cell = page.locator(f"tr[data-tenant='{acme.pk}'] td[data-col=cost]")
     assert Decimal(cell.get_attribute("data-value")) == after
     assert page.locator("#margin-table .as-of").get_attribute("data-as-of")
+
+
+def test_finance_sees_invoiced_revenue_and_unit_economics(live_server, browser, customers):
+    acme = customers["Acme"]
+    Tenant.objects.filter(pk=acme.pk).update(revenue_source="invoiced")
+    today = timezone.now().date()
+    revenue_entry_upsert(
+        RevenueInput(
+            tenant=acme,
+            source="stripe",
+            external_id="in_acme_this_month",
+            period_start=today.replace(day=1),
+            period_end=today.replace(day=1),  # billed on the first: all of it is revenue to date
+            amount_usd=Decimal("1234.00"),
+        )
+    )
+    period = timezone.now().strftime("%Y-%m")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {MASTER_KEY}")
+    expected = {
+        row["tenant"]: row
+        for row in client.get("/api/v1/margins/", {"period": period, "by": "feature"}).json()["results"]
+    }
+    assert expected[acme.pk]["revenue_source"] == "invoiced"
+    assert Decimal(expected[acme.pk]["revenue_usd"]) == Decimal("1234.00")
+
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    log_in(page, live_server.url, "finance", f"/dashboard/?period={period}")
+    revenue = page.locator(f"tr[data-tenant='{acme.pk}'] td[data-col=revenue]")
+    assert revenue.get_attribute("data-source") == "invoiced"
+    assert Decimal(revenue.get_attribute("data-value")) == Decimal("1234.00")
+    assert revenue.locator(".badge").inner_text() == "inv."
+    initech = page.locator(f"tr[data-tenant='{customers['Initech'].pk}'] td[data-col=revenue]")
+    assert initech.get_attribute("data-source") == "plan"
+
+    page.click(f"tr[data-tenant='{acme.pk}'] td:first-child a")
+    page.wait_for_load_state("networkidle")
+    assert "invoiced" in page.inner_text("#revenue-source")
+    row = expected[acme.pk]
+    assert page.inner_text("#active-users") == str(row["active_users"]) == "4"
+    assert Decimal(page.get_attribute("#cost-per-user", "data-value")) == Decimal(row["cost_per_active_user_usd"])
+    assert Decimal(page.get_attribute("#cost-per-request", "data-value")) == Decimal(row["cost_per_request_usd"])
+    # The projection moves with the clock between the API call and the page: the same to a cent.
+    projected = Decimal(page.get_attribute("#projected-margin", "data-value"))
+    assert abs(projected - Decimal(row["projected_margin_usd"])) < Decimal("0.01")
+    assert page.locator("#burn-chart polyline").count() == 3
+    feature = page.locator("#by-feature tr[data-feature=assistant] td")
+    assert Decimal(feature.nth(3).get_attribute("data-value")) == Decimal(row["by_feature"][0]["cost_usd"])
+    page.screenshot(path=str(ARTIFACTS / "dashboard-tenant-unit-economics.png"), full_page=True)

@@ -53,3 +53,27 @@ def test_the_tenant_page_and_its_live_requests(finance, alice):
 def test_finance_cannot_change_caps_in_the_admin(finance, alice):
     response = finance.post(f"/admin/tenants/tenant/{alice.tenant.pk}/change/", {"monthly_budget_usd": "1"})
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("key", "field"),
+    [
+        ("cost_share", "cost_share_pct"),
+        ("cost_per_user", "cost_per_active_user"),
+        ("projected_margin", "projected_margin"),
+    ],
+)
+def test_the_unit_economics_columns_sort_both_ways_with_blanks_last(finance, alice, key, field):
+    from decimal import Decimal
+
+    from metering.dashboards import MarginRow, filter_and_sort
+
+    def row(pk, value):
+        zero = Decimal(0)
+        return MarginRow(pk, f"T{pk}", "Pro", zero, zero, zero, None, zero, None, None, None, 0, **{field: value})
+
+    rows = [row(1, Decimal("2.5")), row(2, None), row(3, Decimal("-7")), row(4, Decimal("40"))]
+    assert [r.tenant_id for r in filter_and_sort(rows, sort=f"-{key}")] == [4, 1, 3, 2]
+    assert [r.tenant_id for r in filter_and_sort(rows, sort=key)] == [2, 3, 1, 4]
+    page = finance.get(f"/dashboard/?sort=-{key}")
+    assert page.status_code == 200 and f'data-sort="{key}"'.encode() in page.content

@@ -52,3 +52,32 @@ def test_revoking_keys_from_the_admin(admin_client_logged_in, alice):
     )
     alice.key.refresh_from_db()
     assert alice.key.revoked_at is not None
+
+
+def test_revenue_added_and_corrected_in_the_admin_keeps_its_history(admin_client_logged_in, alice):
+    from tenants.models import RevenueEntry
+
+    form = {
+        "tenant": alice.tenant.pk,
+        "source": "manual",
+        "external_id": "INV-9",
+        "period_start": "2026-11-01",
+        "period_end": "2026-11-30",
+        "amount_usd": "120.00",
+        "currency": "USD",
+        "description": "seats",
+    }
+    refused = admin_client_logged_in.post("/admin/tenants/revenueentry/add/", {**form, "currency": "EUR"})
+    assert refused.status_code == 200 and b"only USD" in refused.content
+    assert not RevenueEntry.objects.exists()
+    added = admin_client_logged_in.post("/admin/tenants/revenueentry/add/", form)
+    assert added.status_code == 302, added.content
+    entry = RevenueEntry.objects.get()
+    changed = admin_client_logged_in.post(
+        f"/admin/tenants/revenueentry/{entry.pk}/change/", {**form, "amount_usd": "100.00"}
+    )
+    assert changed.status_code == 302
+    entry.refresh_from_db()
+    assert entry.amount_usd == 100 and entry.history[0]["amount_usd"] == "120.00"
+    assert entry.history[0]["by"] == "root"
+    assert admin_client_logged_in.get("/admin/tenants/revenueentry/?q=INV-9").status_code == 200

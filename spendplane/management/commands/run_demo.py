@@ -15,8 +15,9 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from metering.rollups import SETTLE_LAG, rollup_usage
+from spendplane.mock_billing import MockBilling
 from spendplane.mock_upstream import MockUpstream
-from tenants.demo import seed_demo
+from tenants.demo import seed_demo, seed_demo_billing
 
 FEATURES = ["chat-assistant", "ticket-summary", "smart-search"]
 # What a SaaS product's users ask, with a pasted note of varying length so token counts vary.
@@ -44,12 +45,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("SPENDPLANE_PORT", 8000)))
         parser.add_argument("--mock-port", type=int, default=int(os.environ.get("SPENDPLANE_MOCK_PORT", 8100)))
+        parser.add_argument(
+            "--billing-port",
+            type=int,
+            default=int(os.environ.get("SPENDPLANE_BILLING_PORT", 8101)),
+            help="The bundled Stripe-shaped billing server (invoiced revenue for the demo tenant acme).",
+        )
         parser.add_argument("--requests", type=int, default=60, help="Demo requests to send at start.")
         parser.add_argument("--no-wait", action="store_true", help="Stop after the demo traffic (for scripts).")
 
     def handle(self, *args, **options):
         mock = MockUpstream("127.0.0.1", options["mock_port"], latency_ms=40).start()
         keys = seed_demo()
+        billing = MockBilling("127.0.0.1", options["billing_port"]).start()
+        self.billing_url = billing.url
+        self.stdout.write(f"Invoiced revenue for acme from the bundled billing server: {seed_demo_billing(billing)}")
         master_key = os.environ.get("SPENDPLANE_MASTER_KEY") or "dev-master-key"
         url = f"http://127.0.0.1:{options['port']}"
         env = {
@@ -80,6 +90,7 @@ class Command(BaseCommand):
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
             mock.stop()
+            billing.stop()
 
     def _keep_rolling_up(self) -> None:
         while True:
@@ -143,6 +154,8 @@ class Command(BaseCommand):
             f"""  Demo API key (tenant 'acme'): {key}
   Admin:    {url}/admin/  (user admin, password admin)
   Margins:  {url}/dashboard/  (user finance / finance, or support / support)
+  Revenue:  acme's margin is on its invoice (Stripe-shaped server at {self.billing_url});
+            the others on their plan's price. curl -H 'Authorization: Bearer {master_key}' {url}/api/v1/revenue/
   API docs: {url}/api/docs/
   Ledger:   curl -H 'Authorization: Bearer {master_key}' {url}/api/v1/usage/events/
 
