@@ -9,7 +9,10 @@ from .models import (
     ModelRoute,
     PriceOverride,
     Provider,
+    ProviderUsage,
+    Reconciliation,
     UsageEvent,
+    UsageImport,
     UsageRollup,
     WebhookEndpoint,
 )
@@ -20,6 +23,15 @@ class ProviderForm(forms.ModelForm):
     api_key = forms.CharField(
         required=False, widget=forms.PasswordInput(render_value=False), help_text="Leave empty to keep the current key."
     )
+    usage_api_base_url = forms.URLField(
+        assume_scheme="https", required=False, help_text="Where the usage reports are served; empty: the base URL."
+    )
+    admin_api_key = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Reads the provider's usage and cost reports for the daily reconciliation. "
+        "Leave empty to keep the current one.",
+    )
 
     class Meta:
         model = Provider
@@ -28,17 +40,25 @@ class ProviderForm(forms.ModelForm):
             "kind",
             "base_url",
             "api_key",
+            "admin_api_key",
+            "usage_api_base_url",
             "connect_timeout_s",
             "read_timeout_s",
             "max_retries",
             "is_active",
         ]
 
-    def clean_api_key(self):
-        value = self.cleaned_data.get("api_key")
+    def _kept(self, name: str) -> str:
+        value = self.cleaned_data.get(name)
         if not value and self.instance.pk:
-            return self.instance.api_key
+            return getattr(self.instance, name)
         return value
+
+    def clean_api_key(self):
+        return self._kept("api_key")
+
+    def clean_admin_api_key(self):
+        return self._kept("admin_api_key")
 
 
 @admin.register(Provider)
@@ -150,3 +170,34 @@ class WebhookEndpointForm(forms.ModelForm):
 class WebhookEndpointAdmin(admin.ModelAdmin):
     form = WebhookEndpointForm
     list_display = ["url", "is_active", "created_at"]
+
+
+@admin.register(Reconciliation)
+class ReconciliationAdmin(ReadOnlyAdmin):
+    list_display = [
+        "day",
+        "provider",
+        "model",
+        "status",
+        "capture_rate",
+        "ledger_requests",
+        "provider_requests",
+        "ledger_cost_usd",
+        "provider_cost_usd",
+    ]
+    list_filter = ["status", "provider"]
+    search_fields = ["model", "provider"]
+    date_hierarchy = "day"
+
+
+@admin.register(ProviderUsage)
+class ProviderUsageAdmin(ReadOnlyAdmin):
+    list_display = ["day", "provider", "model", "requests", "input_tokens", "output_tokens", "cost_usd", "source"]
+    list_filter = ["provider", "source"]
+    date_hierarchy = "day"
+
+
+@admin.register(UsageImport)
+class UsageImportAdmin(ReadOnlyAdmin):
+    list_display = ["started_at", "provider", "first_day", "last_day", "ok", "rows", "error"]
+    list_filter = ["provider", "ok"]

@@ -51,7 +51,9 @@ def verify(secret: str, body: bytes, header: str, tolerance_s: int = 300) -> boo
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
-def _transition(tenant_id: int, kind: str, key: str, state: str, message: str, data: dict) -> AlertEvent | None:
+def alert_transition(
+    tenant_id: int | None, kind: str, key: str, state: str, message: str, data: dict
+) -> AlertEvent | None:
     """Record a fire or a recovery once; a recovery only after a fire. Returns the new event."""
     if state == AlertEvent.State.RECOVERED:
         fired = AlertEvent.objects.filter(dedupe_key=key, state=AlertEvent.State.FIRED).exists()
@@ -100,10 +102,10 @@ def _budget_alerts(tenant: Tenant, now: datetime) -> list[AlertEvent]:
             }
             if pct >= threshold:
                 message = f"{tenant.name}: {who} budget at {pct:.0f}% (${_money(spent)} of ${_money(limit)})"
-                events.append(_transition(tenant.pk, "budget_threshold", key, "fired", message, data))
+                events.append(alert_transition(tenant.pk, "budget_threshold", key, "fired", message, data))
             else:
                 message = f"{tenant.name}: {who} budget back under {threshold}%"
-                events.append(_transition(tenant.pk, "budget_threshold", key, "recovered", message, data))
+                events.append(alert_transition(tenant.pk, "budget_threshold", key, "recovered", message, data))
         if counter.period == "month":
             start, end = counter.period_start, counter.period_end
             elapsed = (now - start) / (end - start)
@@ -115,10 +117,10 @@ def _budget_alerts(tenant: Tenant, now: datetime) -> list[AlertEvent]:
                     message = (
                         f"{tenant.name}: {who} on course for ${_money(projected)} against a ${_money(limit)} budget"
                     )
-                    events.append(_transition(tenant.pk, "projected_overspend", key, "fired", message, data))
+                    events.append(alert_transition(tenant.pk, "projected_overspend", key, "fired", message, data))
                 else:
                     message = f"{tenant.name}: {who} projection back within budget"
-                    events.append(_transition(tenant.pk, "projected_overspend", key, "recovered", message, data))
+                    events.append(alert_transition(tenant.pk, "projected_overspend", key, "recovered", message, data))
     return events
 
 
@@ -149,9 +151,11 @@ def _spike_alerts(tenant: Tenant, now: datetime) -> list[AlertEvent]:
     }
     if current >= floor and current > threshold:
         message = f"{tenant.name}: ${_money(current)} spent in the hour from {hour:%H:00} UTC (usual ${_money(median)})"
-        return [_transition(tenant.pk, "spend_spike", key, "fired", message, data)]
+        return [alert_transition(tenant.pk, "spend_spike", key, "fired", message, data)]
     previous = f"spike:{tenant.pk}:{hour - timedelta(hours=1):%Y-%m-%dT%H}"
-    return [_transition(tenant.pk, "spend_spike", previous, "recovered", f"{tenant.name}: spend back to normal", data)]
+    return [
+        alert_transition(tenant.pk, "spend_spike", previous, "recovered", f"{tenant.name}: spend back to normal", data)
+    ]
 
 
 def _dominance_alerts(tenant: Tenant, now: datetime) -> list[AlertEvent]:
@@ -175,9 +179,11 @@ def _dominance_alerts(tenant: Tenant, now: datetime) -> list[AlertEvent]:
     data = {"end_user": top["end_user"], "share_pct": f"{share * 100:.1f}", "cost_usd": _money(top["cost"])}
     if total >= Decimal(str(settings.SPENDPLANE_SPIKE_MIN_USD)) and share >= Decimal("0.8"):
         message = f"{tenant.name}: end user '{top['end_user']}' made {share * 100:.0f}% of today's spend"
-        return [_transition(tenant.pk, "user_dominance", key, "fired", message, data)]
+        return [alert_transition(tenant.pk, "user_dominance", key, "fired", message, data)]
     if share < Decimal("0.6"):
-        return [_transition(tenant.pk, "user_dominance", key, "recovered", f"{tenant.name}: spend spread out", data)]
+        return [
+            alert_transition(tenant.pk, "user_dominance", key, "recovered", f"{tenant.name}: spend spread out", data)
+        ]
     return []
 
 
@@ -189,7 +195,7 @@ def _loop_alerts(tenant: Tenant, now: datetime) -> list[AlertEvent]:
     if by_user:
         data = {"throttled": {row["end_user"] or "(none)": row["n"] for row in by_user}}
         message = f"{tenant.name}: repeated identical prompts throttled ({sum(r['n'] for r in by_user)} today)"
-        return [_transition(tenant.pk, "repeated_prompts", key, "fired", message, data)]
+        return [alert_transition(tenant.pk, "repeated_prompts", key, "fired", message, data)]
     return []
 
 
@@ -209,7 +215,7 @@ def alert_payload(event: AlertEvent) -> dict:
     return {
         "id": event.pk,
         "tenant": event.tenant_id,
-        "tenant_external_id": event.tenant.external_id,
+        "tenant_external_id": event.tenant.external_id if event.tenant_id else None,
         "kind": event.kind,
         "state": event.state,
         "message": event.message,

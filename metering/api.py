@@ -17,13 +17,22 @@ from rest_framework.views import APIView
 from spendplane.pagination import LedgerPagination
 
 from .margins import Margin, margins_between, month_range, to_date
-from .models import AlertEvent, ModelRoute, PriceOverride, Provider, UsageEvent, WebhookEndpoint
+from .models import AlertEvent, ModelRoute, PriceOverride, Provider, Reconciliation, UsageEvent, WebhookEndpoint
 from .pricing import usd_str
+from .reconciliation import STORED_FIELDS
 
 
 class ProviderSerializer(serializers.ModelSerializer):
     api_key = serializers.CharField(write_only=True, required=False, allow_blank=True, style={"input_type": "password"})
     has_api_key = serializers.SerializerMethodField()
+    admin_api_key = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        style={"input_type": "password"},
+        help_text="Reads the provider's usage and cost reports (reconciliation); never returned.",
+    )
+    has_admin_api_key = serializers.SerializerMethodField()
 
     class Meta:
         model = Provider
@@ -34,6 +43,9 @@ class ProviderSerializer(serializers.ModelSerializer):
             "base_url",
             "api_key",
             "has_api_key",
+            "admin_api_key",
+            "has_admin_api_key",
+            "usage_api_base_url",
             "connect_timeout_s",
             "read_timeout_s",
             "max_retries",
@@ -43,6 +55,9 @@ class ProviderSerializer(serializers.ModelSerializer):
 
     def get_has_api_key(self, provider: Provider) -> bool:
         return bool(provider.api_key)
+
+    def get_has_admin_api_key(self, provider: Provider) -> bool:
+        return bool(provider.admin_api_key)
 
 
 class ModelRouteSerializer(serializers.ModelSerializer):
@@ -135,7 +150,17 @@ class UsageEventFilter(django_filters.FilterSet):
 
     class Meta:
         model = UsageEvent
-        fields = ["tenant", "end_user", "feature", "model", "status_code", "request_id", "endpoint", "usage_source"]
+        fields = [
+            "tenant",
+            "end_user",
+            "feature",
+            "model",
+            "provider",
+            "status_code",
+            "request_id",
+            "endpoint",
+            "usage_source",
+        ]
 
 
 class ProviderViewSet(viewsets.ModelViewSet):
@@ -331,3 +356,44 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
 class WebhookEndpointViewSet(viewsets.ModelViewSet):
     queryset = WebhookEndpoint.objects.order_by("id")
     serializer_class = WebhookEndpointSerializer
+
+
+class ReconciliationSerializer(serializers.ModelSerializer):
+    ledger_events_url = serializers.SerializerMethodField(help_text="The ledger rows behind this row.")
+
+    class Meta:
+        model = Reconciliation
+        fields = ["id", "provider", "day", "model", *STORED_FIELDS, "computed_at", "ledger_events_url"]
+
+    def get_ledger_events_url(self, row: Reconciliation) -> str:
+        return reconciliation_ledger_url(row)
+
+
+def reconciliation_ledger_url(row: Reconciliation) -> str:
+    """The usage-events API filtered to the provider's day (and model, where the ledger has one name)."""
+    from datetime import timedelta
+    from urllib.parse import urlencode
+
+    params = {
+        "provider": row.provider,
+        "since": f"{row.day.isoformat()}T00:00:00Z",
+        "until": f"{(row.day + timedelta(days=1)).isoformat()}T00:00:00Z",
+    }
+    if len(row.ledger_models) == 1:
+        params["model"] = row.ledger_models[0]
+    return "/api/v1/usage/events/?" + urlencode(params)
+
+
+class ReconciliationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The ledger against each provider's own usage report, per provider, UTC day and model
+    (`manage.py reconcile_usage`, daily in beat). Filters: `day`, `provider`, `status`, `model`,
+    `day__gte`, `day__lte`."""
+
+    queryset = Reconciliation.objects.all()
+    serializer_class = ReconciliationSerializer
+    filterset_fields = {
+        "day": ["exact", "gte", "lte"],
+        "provider": ["exact"],
+        "status": ["exact"],
+        "model": ["exact"],
+    }

@@ -21,6 +21,14 @@ class Provider(models.Model):
         "(https://api.anthropic.com)."
     )
     api_key = EncryptedTextField(blank=True, help_text="Stored encrypted; never shown again.")
+    admin_api_key = EncryptedTextField(
+        blank=True,
+        help_text="An admin key that reads the provider's own usage and cost reports, for the daily "
+        "reconciliation (OpenAI: an admin key; Anthropic: an Admin API key). Stored encrypted; never shown again.",
+    )
+    usage_api_base_url = models.URLField(
+        blank=True, help_text="Where the usage reports are served; empty: the base URL above."
+    )
     connect_timeout_s = models.FloatField(null=True, blank=True, help_text="Empty: the global default.")
     read_timeout_s = models.FloatField(null=True, blank=True, help_text="Empty: the global default.")
     max_retries = models.PositiveSmallIntegerField(
@@ -333,12 +341,14 @@ class AlertEvent(models.Model):
         SPEND_SPIKE = "spend_spike"
         USER_DOMINANCE = "user_dominance"
         REPEATED_PROMPTS = "repeated_prompts"
+        RECONCILIATION = "reconciliation"
 
     class State(models.TextChoices):
         FIRED = "fired"
         RECOVERED = "recovered"
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="alerts")
+    # Empty for a platform alert (a provider's bill that does not match the ledger).
+    tenant = models.ForeignKey("tenants.Tenant", null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
     kind = models.CharField(max_length=30, choices=Kind.choices)
     state = models.CharField(max_length=10, choices=State.choices, default=State.FIRED)
     dedupe_key = models.CharField(max_length=300)
@@ -355,7 +365,7 @@ class AlertEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.tenant} {self.kind} {self.state}"
+        return f"{self.tenant or 'platform'} {self.kind} {self.state}"
 
 
 class StoredResponse(models.Model):
@@ -376,3 +386,96 @@ class StoredResponse(models.Model):
 
     def __str__(self) -> str:
         return self.response_id
+
+
+class ProviderUsage(models.Model):
+    """What a provider reports it served and billed, per UTC day and model, as imported from its
+    usage and cost reports (or a console export). Replaced whole per provider and day by each
+    import. Input tokens include cached reads and cache writes, as in the ledger."""
+
+    provider = models.CharField(max_length=100)
+    day = models.DateField()
+    model = models.CharField(max_length=200)
+    requests = models.PositiveIntegerField(null=True, blank=True, help_text="Empty where the report has none.")
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    cached_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=9, null=True, blank=True)
+    source = models.CharField(max_length=40, help_text="openai_usage_api, anthropic_usage_report or csv")
+    imported_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-day", "provider", "model"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "day", "model"], name="provider_usage_unique_day_model")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.day} {self.model}"
+
+
+class UsageImport(models.Model):
+    """One attempt to read a provider's usage report for a range of days: what came back, or why not."""
+
+    provider = models.CharField(max_length=100)
+    first_day = models.DateField()
+    last_day = models.DateField()
+    ok = models.BooleanField(default=False)
+    rows = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.first_day}..{self.last_day} {'ok' if self.ok else 'failed'}"
+
+
+class Reconciliation(models.Model):
+    """The ledger against the provider's own report, per provider, UTC day and model. Ledger
+    figures count rows with provider-reported usage; rows whose usage was estimated (a cut
+    stream, an abandoned request) are counted apart. Recomputed whole per provider and day."""
+
+    class Status(models.TextChoices):
+        MATCH = "match"
+        DRIFT = "drift"
+        MISSING_IN_LEDGER = "missing_in_ledger"
+        MISSING_AT_PROVIDER = "missing_at_provider"
+
+    provider = models.CharField(max_length=100)
+    day = models.DateField()
+    model = models.CharField(max_length=200)
+    status = models.CharField(max_length=20, choices=Status.choices)
+    ledger_requests = models.PositiveIntegerField(default=0)
+    provider_requests = models.PositiveIntegerField(null=True, blank=True)
+    ledger_input_tokens = models.PositiveBigIntegerField(default=0)
+    provider_input_tokens = models.PositiveBigIntegerField(default=0)
+    ledger_cached_tokens = models.PositiveBigIntegerField(default=0)
+    provider_cached_tokens = models.PositiveBigIntegerField(default=0)
+    ledger_cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    provider_cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    ledger_output_tokens = models.PositiveBigIntegerField(default=0)
+    provider_output_tokens = models.PositiveBigIntegerField(default=0)
+    ledger_cost_usd = models.DecimalField(max_digits=18, decimal_places=9, default=0)
+    provider_cost_usd = models.DecimalField(max_digits=18, decimal_places=9, null=True, blank=True)
+    estimated_requests = models.PositiveIntegerField(default=0)
+    estimated_input_tokens = models.PositiveBigIntegerField(default=0)
+    estimated_output_tokens = models.PositiveBigIntegerField(default=0)
+    capture_rate = models.DecimalField(
+        max_digits=9, decimal_places=6, null=True, blank=True, help_text="Ledger tokens ÷ provider tokens."
+    )
+    ledger_models = models.JSONField(default=list, blank=True, help_text="The ledger's model names behind this row.")
+    detail = models.CharField(max_length=500, blank=True, default="")
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-day", "provider", "model"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "day", "model"], name="reconciliation_unique_day_model")
+        ]
+        indexes = [models.Index(fields=["status", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.day} {self.model}: {self.status}"

@@ -167,6 +167,11 @@ def rates_for(
     return _package_rates(model, provider_id, at, input_tokens)
 
 
+def list_price_rates(model: str, provider_kind: str, at: datetime, input_tokens: int = 0) -> Rates | None:
+    """The provider's list price for `model` (the price data alone: no override applies)."""
+    return _package_rates(model, {"openai": "openai", "anthropic": "anthropic"}.get(provider_kind), at, input_tokens)
+
+
 def usd_str(value: Decimal | None) -> str | None:
     """Money for JSON: a plain decimal string with 9 places ("0.000000000", never "0E-9")."""
     if value is None:

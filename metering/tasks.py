@@ -57,3 +57,24 @@ def replay_ledger_spool_task() -> int:
 
     replayed, _left = spool_replay()
     return replayed
+
+
+@shared_task(autoretry_for=(Exception,), retry_backoff=300, max_retries=3)
+def reconcile_usage_task() -> dict:
+    """The last SPENDPLANE_RECONCILE_DAYS days up to yesterday (providers publish usage late, so
+    each day is reconciled again on the following runs); idempotent."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from .reconciliation import reconcile_usage
+
+    last = timezone.now().date() - timedelta(days=1)
+    result = reconcile_usage(last - timedelta(days=settings.SPENDPLANE_RECONCILE_DAYS - 1), last)
+    if result.errors:  # the others are stored; retried with backoff, and again tomorrow
+        raise RuntimeError(f"usage reports not read: {result.errors}")
+    counts: dict[str, int] = {}
+    for row in result.rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    return counts

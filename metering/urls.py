@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.margins, name="margins"),
     path("margins.csv", views.margins_csv, name="margins-csv"),
     path("overview/", views.overview, name="overview"),
+    path("reconciliation/", views.reconciliation, name="reconciliation"),
     path("tenants/<int:pk>/", views.tenant, name="tenant"),
     path("tenants/<int:pk>/requests/", views.tenant_requests, name="tenant-requests"),
 ]

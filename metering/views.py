@@ -153,3 +153,39 @@ def tenant_requests(request, pk: int):
 def overview(request):
     context = {"o": dashboards.overview(), "cache_seconds": settings.SPENDPLANE_DASHBOARD_CACHE_SECONDS}
     return render(request, "metering/overview.html", context)
+
+
+@_dashboard
+def reconciliation(request):
+    from datetime import date, timedelta
+
+    from django.utils import timezone
+
+    from .api import reconciliation_ledger_url
+    from .models import Reconciliation
+    from .reconciliation import reconciliation_overview
+
+    today = timezone.now().date()
+    try:
+        last = date.fromisoformat(request.GET.get("to") or today.isoformat())
+        first = date.fromisoformat(request.GET.get("from") or (last - timedelta(days=13)).isoformat())
+    except ValueError:
+        last, first = today, today - timedelta(days=13)
+    first = max(first, last - timedelta(days=92))
+    provider = request.GET.get("provider", "")[:100]
+    status = request.GET.get("status", "")
+    if status not in Reconciliation.Status.values:
+        status = ""
+    overview = reconciliation_overview(first, last, provider, status)
+    for row in overview["rows"]:
+        row.ledger_url = reconciliation_ledger_url(row)
+    context = {
+        "first": first,
+        "last": last,
+        "provider": provider,
+        "status": status,
+        "statuses": Reconciliation.Status.values,
+        "tolerance": settings.SPENDPLANE_RECONCILE_TOLERANCE_PCT,
+        **overview,
+    }
+    return render(request, _template(request, "metering/reconciliation.html", "reconciliation-table"), context)

@@ -1,6 +1,7 @@
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spendplane.settings")
 
@@ -20,6 +21,8 @@ app.conf.beat_schedule = {
     "margin-reports": {"task": "metering.tasks.margin_reports_task", "schedule": 300.0},
     # Every 5 minutes: budget thresholds, projections, spikes, dominance, loops.
     "evaluate-alerts": {"task": "metering.tasks.evaluate_alerts_task", "schedule": 300.0},
+    # Daily at 06:00 UTC: provider usage reports against the ledger for the last few days.
+    "reconcile-usage": {"task": "metering.tasks.reconcile_usage_task", "schedule": crontab(hour=6, minute=0)},
     # Every hour: paid Stripe invoices and credit notes of the last 35 days (a no-op without STRIPE_API_KEY).
     "stripe-revenue-sync": {"task": "tenants.tasks.stripe_revenue_sync_task", "schedule": 3600.0},
 }

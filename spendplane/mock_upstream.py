@@ -24,6 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from metering import tokens
 
+from .mock_provider_usage import ServedUsage
+
 OPENAI_MODELS = [
     "gpt-4o-mini",
     "gpt-4o",
@@ -113,6 +115,8 @@ class MockState:
         self.responses: dict[str, tuple[dict, list]] = {}
         self.times_seen: dict[str, int] = {}
         self.lock = threading.Lock()
+        # What it served, for its usage and cost reports (spendplane/mock_provider_usage.py).
+        self.served = ServedUsage()
 
 
 class MockHandler(BaseHTTPRequestHandler):
@@ -172,6 +176,14 @@ class MockHandler(BaseHTTPRequestHandler):
 
     # --- routing --------------------------------------------------------------------------
     def do_GET(self) -> None:
+        status, report = self.state.served.answer(self.path, self.headers)
+        if status:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(report)))
+            self.end_headers()
+            self.wfile.write(report)
+            return None
         stored = _STORED.match(self.path.split("?")[0])
         if stored:
             return self._stored_response(stored.group(1), stored.group(2) or "")
@@ -204,6 +216,12 @@ class MockHandler(BaseHTTPRequestHandler):
         if self.path == "/_mock/reset":
             with self.state.lock:
                 self.state.requests.clear()
+            return self._json(200, {"ok": True})
+        if self.path == "/_mock/usage":
+            try:
+                self.state.served.configure(json.loads(raw or b"{}"))
+            except (ValueError, KeyError, TypeError) as error:
+                return self._error(400, f"Bad usage switch: {error}", "invalid_request_error")
             return self._json(200, {"ok": True})
         anthropic = self.path.rstrip("/") in ("/v1/messages", "/v1/messages/count_tokens")
         try:
@@ -289,6 +307,9 @@ class MockHandler(BaseHTTPRequestHandler):
             "prompt_tokens_details": {"cached_tokens": _cached_part(prompt), "audio_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0},
         }
+        self.state.served.record(
+            "openai", model, input_tokens=prompt, cached=_cached_part(prompt), output_tokens=completion
+        )
         ident = "chatcmpl-" + uuid.uuid4().hex[:24]
         created = int(time.time())
         if not body.get("stream"):
@@ -352,6 +373,7 @@ class MockHandler(BaseHTTPRequestHandler):
         value = body.get("input")
         items = value if isinstance(value, list) and value and not isinstance(value[0], int) else [value]
         prompt = tokens.count_embedding_input(model, value)
+        self.state.served.record("openai", model, input_tokens=prompt, embeddings=True)
         data = [
             {
                 "object": "embedding",
@@ -381,6 +403,7 @@ class MockHandler(BaseHTTPRequestHandler):
         prompt = tokens.count_embedding_input(model, body.get("prompt"))
         completion = tokens.count_text(text, model) * choices
         usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        self.state.served.record("openai", model, input_tokens=prompt, output_tokens=completion)
         base = {"id": "cmpl-" + uuid.uuid4().hex[:24], "object": "text_completion", "created": int(time.time())}
         base["model"] = model
         if not body.get("stream"):
@@ -470,6 +493,9 @@ class MockHandler(BaseHTTPRequestHandler):
             "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": prompt + output,
         }
+        self.state.served.record(
+            "openai", model, input_tokens=prompt, cached=_cached_part(prompt), output_tokens=output
+        )
         ident = "resp_" + uuid.uuid4().hex
         message_id = "msg_" + uuid.uuid4().hex[:24]
         message = {
@@ -563,6 +589,7 @@ class MockHandler(BaseHTTPRequestHandler):
             "cache_creation_input_tokens": 0,
             "output_tokens": output,
         }
+        self.state.served.record("anthropic", model, input_tokens=prompt, cached=cache_read, output_tokens=output)
         ident = "msg_" + uuid.uuid4().hex[:24]
         message = {
             "id": ident,

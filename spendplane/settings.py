@@ -229,6 +229,13 @@ OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="https://api.openai.com/v1")
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 ANTHROPIC_BASE_URL = env("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
 ANTHROPIC_API_KEY = env("ANTHROPIC_API_KEY", default="")
+# Admin keys that read the default upstreams' own usage and cost reports (reconciliation).
+OPENAI_ADMIN_KEY = env("OPENAI_ADMIN_KEY", default="")
+ANTHROPIC_ADMIN_KEY = env("ANTHROPIC_ADMIN_KEY", default="")
+# How far the ledger and a provider's report may differ and still match (percent), and how many
+# days back the daily job reconciles again (providers publish usage late).
+SPENDPLANE_RECONCILE_TOLERANCE_PCT = env.float("SPENDPLANE_RECONCILE_TOLERANCE_PCT", default=0.5)
+SPENDPLANE_RECONCILE_DAYS = env.int("SPENDPLANE_RECONCILE_DAYS", default=3)
 
 SPENDPLANE_MAX_MESSAGES = env.int("SPENDPLANE_MAX_MESSAGES", default=2048)
 # A reservation stops counting after this long, so a process that dies mid-request frees its budget.

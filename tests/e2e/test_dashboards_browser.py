@@ -262,3 +262,46 @@ def test_finance_sees_invoiced_revenue_and_unit_economics(live_server, browser, 
     feature = page.locator("#by-feature tr[data-feature=assistant] td")
     assert Decimal(feature.nth(3).get_attribute("data-value")) == Decimal(row["by_feature"][0]["cost_usd"])
     page.screenshot(path=str(ARTIFACTS / "dashboard-tenant-unit-economics.png"), full_page=True)
+
+
+def test_finance_finds_the_days_a_providers_bill_does_not_match_and_the_ledger_rows_behind_them(
+    live_server, browser, customers
+):
+    from metering.provider_usage import Report, report_store
+    from metering.reconciliation import reconcile_usage
+
+    day = timezone.now().date()
+    acme = customers["Acme"]
+    UsageEvent.objects.filter(tenant=acme).update(provider="openai-default")
+    carried = UsageEvent.objects.filter(tenant=acme, created_at__date=day, usage_source="provider")
+    report = Report("csv")
+    figures = report.at(day, "gpt-4o-2024-08-06")
+    figures.requests = carried.count()
+    figures.input_tokens = sum(e.prompt_tokens for e in carried)
+    figures.output_tokens = sum(e.completion_tokens for e in carried)
+    unseen = report.at(day, "gpt-4.1-nano")
+    unseen.requests, unseen.input_tokens, unseen.output_tokens = 3, 3000, 300
+    report_store("openai-default", day, day, report)
+    reconcile_usage(day, fetch=False)
+
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    log_in(page, live_server.url, "finance", "/dashboard/reconciliation/")
+    summary = page.locator(f"#reconciliation-days tr[data-day='{day.isoformat()}'][data-provider='openai-default']")
+    assert summary.locator("td[data-col=not-matching]").inner_text() == "1"
+    capture = Decimal(summary.locator("td[data-col=capture]").get_attribute("data-value"))
+    assert Decimal("0") < capture < Decimal("1")
+    rows = page.locator("#reconciliation-rows tr[data-status]")
+    assert rows.count() == 1
+    assert rows.first.get_attribute("data-model") == "gpt-4.1-nano"
+    assert rows.first.get_attribute("data-status") == "missing_in_ledger"
+    page.screenshot(path=str(ARTIFACTS / "dashboard-reconciliation.png"), full_page=True)
+
+    page.select_option("select[name=status]", "match")
+    page.wait_for_function("() => location.search.includes('status=match')")
+    page.wait_for_load_state("networkidle")
+    matched = page.locator("#reconciliation-rows tr[data-status=match]")
+    assert matched.first.get_attribute("data-model") == "gpt-4o-2024-08-06"
+    matched.first.locator("a.ledger-link").click()
+    page.wait_for_load_state("networkidle")
+    assert "provider=openai-default" in page.url and "model=gpt-4o" in page.url
+    assert page.locator("text=Acme-now-0").count() >= 1  # the API page lists the rows behind it

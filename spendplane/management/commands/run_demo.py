@@ -39,6 +39,9 @@ DEMO_NOTES = [
 ]
 
 
+SERVED_USAGE_FILE = ".cache/mock-served-usage.json"
+
+
 class Command(BaseCommand):
     help = "Run the demo: mock upstream, seeded tenants, a gunicorn server and some traffic."
 
@@ -56,9 +59,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         mock = MockUpstream("127.0.0.1", options["mock_port"], latency_ms=40).start()
+        # What the mock served is kept beside the demo database, so its usage reports cover earlier runs.
+        os.makedirs(".cache", exist_ok=True)
+        mock.state.served.load(SERVED_USAGE_FILE)
+        self.mock = mock
         keys = seed_demo()
         billing = MockBilling("127.0.0.1", options["billing_port"]).start()
         self.billing_url = billing.url
+        self.mock_url = mock.url
         self.stdout.write(f"Invoiced revenue for acme from the bundled billing server: {seed_demo_billing(billing)}")
         master_key = os.environ.get("SPENDPLANE_MASTER_KEY") or "dev-master-key"
         url = f"http://127.0.0.1:{options['port']}"
@@ -71,6 +79,9 @@ class Command(BaseCommand):
             "SPENDPLANE_BIND": f"127.0.0.1:{options['port']}",
             "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "1"),
             "SPENDPLANE_MASTER_KEY": master_key,
+            # the bundled upstream also answers the providers' usage reports, from what it served
+            "OPENAI_ADMIN_KEY": "mock-admin-key",
+            "ANTHROPIC_ADMIN_KEY": "mock-admin-key",
         }
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "spendplane/gunicorn.conf.py", "spendplane.wsgi"], env=env
@@ -80,6 +91,8 @@ class Command(BaseCommand):
             sent = self._demo_traffic(url, keys, options["requests"])
             # No beat runs in the embedded default: roll the demo traffic up now, then every minute.
             rollup_usage(now=timezone.now() + SETTLE_LAG)
+            mock.state.served.save(SERVED_USAGE_FILE)
+            self._reconcile(env)
             threading.Thread(target=self._keep_rolling_up, daemon=True).start()
             self._explain(url, keys["acme"], master_key, sent)
             if not options["no_wait"]:
@@ -89,12 +102,20 @@ class Command(BaseCommand):
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
+            mock.state.served.save(SERVED_USAGE_FILE)
             mock.stop()
             billing.stop()
+
+    def _reconcile(self, env: dict) -> None:
+        """Today's provider reports against the ledger, as the daily job does for past days."""
+        time.sleep(1)  # the ledger writer's last batch
+        day = timezone.now().date().isoformat()
+        subprocess.run([sys.executable, "manage.py", "reconcile_usage", "--day", day], env=env, check=False)
 
     def _keep_rolling_up(self) -> None:
         while True:
             time.sleep(60)
+            self.mock.state.served.save(SERVED_USAGE_FILE)
             try:
                 rollup_usage()
             except Exception as exc:  # the demo goes on; say why the dashboards lag
@@ -156,6 +177,12 @@ class Command(BaseCommand):
   Margins:  {url}/dashboard/  (user finance / finance, or support / support)
   Revenue:  acme's margin is on its invoice (Stripe-shaped server at {self.billing_url});
             the others on their plan's price. curl -H 'Authorization: Bearer {master_key}' {url}/api/v1/revenue/
+  Reconciliation: {url}/dashboard/reconciliation/ (today's provider reports against the ledger).
+            Make the provider bill traffic the gateway never saw, then reconcile again:
+            curl -X POST {self.mock_url}/_mock/usage \\
+              -d '{{"unseen": [{{"model": "gpt-4.1-nano", "requests": 5, "input_tokens": 5000}}]}}'
+            OPENAI_ADMIN_KEY=mock-admin-key OPENAI_BASE_URL={self.mock_url}/v1 ANTHROPIC_ADMIN_KEY=mock-admin-key \\
+              ANTHROPIC_BASE_URL={self.mock_url} .venv/bin/python manage.py reconcile_usage --day $(date -u +%F)
   API docs: {url}/api/docs/
   Ledger:   curl -H 'Authorization: Bearer {master_key}' {url}/api/v1/usage/events/
 
