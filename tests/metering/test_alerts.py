@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.utils import timezone
@@ -17,6 +15,7 @@ from metering.models import AlertEvent, BudgetCounter, UsageRollup, WebhookEndpo
 from metering.pricing import Rates, Usage
 from metering.services import LedgerEntry, usage_record
 from tenants.models import Budget
+from tests.metering.conftest import Receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -53,29 +52,6 @@ def month_counter(tenant, spent: str):
         period_end=start + timedelta(days=31),
         base_usd=Decimal(spent),
     )
-
-
-class Receiver(BaseHTTPRequestHandler):
-    received: list = []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        Receiver.received.append((dict(self.headers), body))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def receiver():
-    Receiver.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
 
 
 def kinds(events):

@@ -3,6 +3,7 @@ the bundled upstream answering its usage APIs from what it served, plus traffic 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -267,3 +268,35 @@ def test_the_provider_api_never_returns_the_admin_key(db, api):
 )
 def test_model_names_compare_without_their_snapshot(name, key):
     assert model_key(name) == key
+
+
+def test_a_day_past_the_tolerance_is_alerted_by_webhook_and_email_once_and_recovers(db, settings, receiver):
+    from django.core import mail
+
+    from metering.models import WebhookEndpoint
+    from metering.provider_usage import Report, report_store
+    from tests.metering.conftest import Receiver
+
+    settings.SPENDPLANE_ALERT_EMAILS = ["finance@example.com"]
+    WebhookEndpoint.objects.create(url=receiver, secret="whsec-recon")
+    day = date(2026, 11, 21)
+    for i in range(10):
+        _ledger_row(f"d-{i}", "gpt-4o", "openai-default", datetime(2026, 11, 21, 9, i, tzinfo=UTC), 1000, 100)
+    report = Report("csv")
+    billed = report.at(day, "gpt-4o-2024-08-06")
+    billed.requests, billed.input_tokens, billed.output_tokens = 10, 10_200, 1000  # 2% more input: drift
+    report_store("openai-default", day, day, report)
+    reconcile_usage(day, fetch=False)
+    reconcile_usage(day, fetch=False)
+
+    assert len(Receiver.received) == 1 and len(mail.outbox) == 1
+    payload = json.loads(Receiver.received[0][1])
+    assert (payload["kind"], payload["state"], payload["tenant"]) == ("reconciliation", "fired", None)
+    assert payload["data"]["rows"] == [{"model": "gpt-4o-2024-08-06", "status": "drift"}]
+    assert "openai-default bill for 2026-11-21" in mail.outbox[0].subject
+
+    billed.input_tokens = 10_000
+    report_store("openai-default", day, day, report)
+    reconcile_usage(day, fetch=False)
+    assert rows_by_model(day)["gpt-4o-2024-08-06"].status == "match"
+    assert [json.loads(body)["state"] for _, body in Receiver.received] == ["fired", "recovered"]
