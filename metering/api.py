@@ -328,6 +328,7 @@ class MarginsView(APIView):
             breakdown=bool(breakdown),
             local_time=zone == "tenant",
             period_end=period_end,
+            users=True,
         )
         rows = [_margin_row(m, breakdown) for m in margins]
         return Response({"count": len(rows), "from": start.isoformat(), "to": end.isoformat(), "results": rows})

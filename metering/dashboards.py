@@ -100,7 +100,7 @@ def margin_table(period: str) -> tuple[list[MarginRow], datetime]:
         previous = {m.tenant_id: m.cost_usd for m in margins_between(*month_range(previous_period(period)))}
         tenants = {t.pk: t for t in Tenant.objects.select_related("plan")}
         rows = []
-        for m in margins_between(start, end, period_end=period_end):
+        for m in margins_between(start, end, period_end=period_end, users=True):
             tenant = tenants[m.tenant_id]
             budget = tenant.effective_cap("monthly_budget_usd")
             before = previous.get(m.tenant_id, ZERO)
@@ -167,7 +167,11 @@ def tenant_detail(tenant: Tenant, period: str) -> dict:
             series.append({"day": day, "cost": by_day.get(day, ZERO)})
             day += timedelta(days=1)
         margin = margins_between(
-            *to_date(start, end, timezone.now().date()), tenant_ids=[tenant.pk], breakdown=True, period_end=end
+            *to_date(start, end, timezone.now().date()),
+            tenant_ids=[tenant.pk],
+            breakdown=True,
+            period_end=end,
+            users=True,
         )[0]
         return {
             "series": series,

@@ -167,12 +167,14 @@ def margins_between(
     local_time: bool = False,
     period_end: date | None = None,
     now: datetime | None = None,
+    users: bool = False,
 ) -> list[Margin]:
     """One Margin per tenant for the days [start, end], highest cost first. Days are UTC days
     (day rollups), or with local_time=True each tenant's own days in its time zone (hour rollups;
     exact for whole-hour offsets, a zone like UTC+5:30 is read to the hour). With `period_end`
     after `end` (a period in progress, cut at today), each margin also projects the whole period
-    at the burn so far."""
+    at the burn so far. `users` counts active end users (per feature too, with `breakdown`): the
+    one figure here that rollup sums cannot give, so it costs a distinct count; off by default."""
     low, high = day_bounds(start, end)
     tenants = Tenant.objects.select_related("plan").filter(created_at__lt=high)
     if tenant_ids is not None:
@@ -192,13 +194,13 @@ def margins_between(
     if breakdown:
         by_model = _breakdown(live_sums(windows, granularity=detail_from, group_by=("model",)), "model")
         by_feature = _breakdown(live_sums(windows, granularity=detail_from, group_by=("feature",)), "feature")
-        feature_users = active_end_users(windows, per_feature=True)
+        feature_users = active_end_users(windows, granularity=detail_from, per_feature=True) if users else {}
         for tenant_id, rows in by_feature.items():
             for row in rows:
                 row["active_users"] = feature_users.get((tenant_id, row["feature"]), 0)
                 row["cost_per_request"] = per(row["cost_usd"], row["requests"])
                 row["cost_per_active_user"] = per(row["cost_usd"], row["active_users"])
-    users = active_end_users(windows)
+    active = active_end_users(windows, granularity=detail_from) if users else {}
     burn = _elapsed_share(start, period_end, now)
     if burn is not None:
         projected_invoiced = invoiced_revenue(start, period_end, tenant_ids)
@@ -217,7 +219,7 @@ def margins_between(
                 end=end,
                 revenue_usd=invoiced.get(tenant.pk, ZERO) if on_invoices else revenue(tenant, start, end, credits),
                 revenue_source=tenant.revenue_source,
-                active_users=users.get(tenant.pk, 0),
+                active_users=active.get(tenant.pk, 0),
                 cost_usd=row.get("cost_usd", ZERO),
                 requests=row.get("requests", 0),
                 tokens=row.get("prompt_tokens", 0) + row.get("completion_tokens", 0),

@@ -36,7 +36,7 @@ def tenant(db):
 
 
 def test_cost_per_user_per_request_and_share_of_revenue(tenant):
-    margin = margins_between(*NOVEMBER, breakdown=True)[0]
+    margin = margins_between(*NOVEMBER, breakdown=True, users=True)[0]
     assert (margin.requests, margin.active_users) == (4, 2)  # a request without an end user has no user
     assert margin.cost_per_request == (margin.cost_usd / 4).quantize(Q9, rounding=ROUND_HALF_UP)
     assert margin.cost_per_active_user == (margin.cost_usd / 2).quantize(Q9, rounding=ROUND_HALF_UP)
@@ -71,7 +71,7 @@ def test_the_margins_api_carries_the_unit_economics(tenant):
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {MASTER_KEY}")
     row = api.get("/api/v1/margins/", {"period": "2026-11", "by": "feature"}).json()["results"][0]
-    margin = margins_between(*NOVEMBER)[0]
+    margin = margins_between(*NOVEMBER, users=True)[0]
     assert row["active_users"] == 2
     assert Decimal(row["cost_per_request_usd"]) == margin.cost_per_request
     assert Decimal(row["cost_per_active_user_usd"]) == margin.cost_per_active_user
