@@ -59,6 +59,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "spendplane.middleware.BrowserAuthenticationMiddleware",
+    "tenants.audit.AuditRequestMiddleware",
     "spendplane.middleware.BrowserMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "spendplane.security.SecurityHeadersMiddleware",

@@ -23,6 +23,7 @@ router.register("alerts", metering_api.AlertEventViewSet)
 router.register("webhooks", metering_api.WebhookEndpointViewSet)
 router.register("credits", tenants_api.CreditViewSet)
 router.register("revenue", tenants_api.RevenueEntryViewSet)
+router.register("audit", tenants_api.AuditEntryViewSet)
 router.register("reconciliations", metering_api.ReconciliationViewSet)
 router.register("guard/events", guard_api.GuardEventViewSet)
 

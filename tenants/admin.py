@@ -6,7 +6,7 @@ from django.utils.html import format_html
 from spendplane.admin_base import ReadOnlyAdmin
 
 from . import services
-from .models import ApiKey, Budget, CapChange, Credit, Plan, RateLimit, RevenueEntry, Tenant
+from .models import ApiKey, AuditEntry, Budget, CapChange, Credit, Plan, RateLimit, RevenueEntry, Tenant
 from .revenue import RevenueError, RevenueInput, revenue_entry_upsert
 
 
@@ -228,3 +228,11 @@ class RevenueEntryAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         obj.pk = revenue_entry_upsert(_revenue_input(obj), actor=request.user.get_username())[0].pk
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    list_display = ["at", "actor_label", "action", "object_type", "object_repr", "remote_addr", "via"]
+    list_filter = ["action", "object_type", "actor_label"]
+    search_fields = ["object_repr", "object_id", "actor_label", "via"]
+    date_hierarchy = "at"

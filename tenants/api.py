@@ -17,7 +17,19 @@ from metering.usage import tenant_usage_summary
 
 from . import services
 from .access import access_api_key, access_tenant
-from .models import EVERY_SUBJECT, ApiKey, Budget, CapChange, Credit, Plan, RateLimit, RevenueEntry, Scope, Tenant
+from .models import (
+    EVERY_SUBJECT,
+    ApiKey,
+    AuditEntry,
+    Budget,
+    CapChange,
+    Credit,
+    Plan,
+    RateLimit,
+    RevenueEntry,
+    Scope,
+    Tenant,
+)
 from .principal import Principal
 from .revenue import CREATED, RevenueError, RevenueInput, revenue_entry_upsert
 
@@ -482,3 +494,43 @@ class RevenueEntryViewSet(
             raise serializers.ValidationError({"non_field_errors": [str(error)]}) from None
         body = self.get_serializer(entry, context={**self.get_serializer_context(), "result": outcome}).data
         return Response(body, status=status.HTTP_201_CREATED if outcome == CREATED else status.HTTP_200_OK)
+
+
+class AuditEntrySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEntry
+        fields = [
+            "id",
+            "at",
+            "actor",
+            "actor_label",
+            "remote_addr",
+            "via",
+            "action",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "tenant_id",
+            "before",
+            "after",
+        ]
+
+
+class AuditEntryFilter(django_filters.FilterSet):
+    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
+    until = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt")
+    tenant = django_filters.NumberFilter(field_name="tenant_id")
+
+    class Meta:
+        model = AuditEntry
+        fields = ["action", "object_type", "object_id", "actor_label", "tenant", "since", "until"]
+
+
+class AuditEntryViewSet(viewsets.ReadOnlyModelViewSet):
+    """Every create, change and delete of plans, tenants, keys, budgets, limits, credits, revenue,
+    providers, routes, prices and webhooks: who (`actor_label`), from where (`remote_addr`, `via`),
+    what (`object_type`, `object_id`), before and after (changed fields only; secrets masked)."""
+
+    queryset = AuditEntry.objects.all()
+    serializer_class = AuditEntrySerializer
+    filterset_class = AuditEntryFilter

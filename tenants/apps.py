@@ -5,4 +5,6 @@ class TenantsConfig(AppConfig):
     name = "tenants"
 
     def ready(self) -> None:
-        from . import schema, signals  # noqa: F401
+        from . import audit, schema, signals  # noqa: F401
+
+        audit.connect()

@@ -335,3 +335,36 @@ class RevenueEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source}:{self.external_id} {self.amount_usd} USD"
+
+
+class AuditEntry(models.Model):
+    """One create, change or delete of an administrative object (plans, tenants, keys, budgets,
+    limits, providers, routes, prices, revenue, credits, webhooks), through the admin, the API or
+    a command: who, what, before, after, when, from where. Append-only; secrets show as changed,
+    never as values (`tenants.audit`)."""
+
+    class Action(models.TextChoices):
+        CREATED = "created"
+        CHANGED = "changed"
+        DELETED = "deleted"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    actor_label = models.CharField(max_length=150, help_text="Username, 'master-key', or 'system' (a job or command).")
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    via = models.CharField(max_length=200, blank=True, default="", help_text="The request's method and path.")
+    action = models.CharField(max_length=10, choices=Action.choices)
+    object_type = models.CharField(max_length=100, help_text="app_label.model")
+    object_id = models.CharField(max_length=64)
+    object_repr = models.CharField(max_length=300)
+    tenant_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["object_type", "object_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.actor_label} {self.action} {self.object_type} {self.object_repr}"

@@ -1,4 +1,5 @@
-"""The staff groups: finance reads margins and manages credits; support changes caps and keys."""
+"""The staff groups: finance reads margins, reconciliations and the audit log and manages credits and
+revenue; support changes caps and keys."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ ROLES = {
         "tenants.view_credit",
         "tenants.add_credit",
         "tenants.change_credit",
+        "tenants.view_revenueentry",
+        "tenants.add_revenueentry",
+        "tenants.change_revenueentry",
+        "tenants.view_auditentry",
+        "metering.view_reconciliation",
+        "metering.view_providerusage",
+        "metering.view_usageimport",
     ],
     "support": [
         "metering.view_margins",
@@ -39,6 +47,7 @@ ROLES = {
         "tenants.change_ratelimit",
         "tenants.delete_ratelimit",
         "tenants.view_capchange",
+        "tenants.view_auditentry",
     ],
 }
 

@@ -28,7 +28,9 @@ def test_keys_rotate_to_a_new_encryption_key(settings):
     old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     settings.SPENDPLANE_ENCRYPTION_KEYS = [old_key]
     encryption._fernet.cache_clear()
-    provider = Provider.objects.create(name="oa", kind="openai", base_url="https://x.test/v1", api_key="sk-live-123")
+    provider = Provider.objects.create(
+        name="oa", kind="openai", base_url="https://x.test/v1", api_key="sk-live-123", admin_api_key="sk-admin-9"
+    )
     settings.SPENDPLANE_ENCRYPTION_KEYS = [new_key, old_key]
     encryption._fernet.cache_clear()
     from django.core.management import call_command
@@ -37,7 +39,8 @@ def test_keys_rotate_to_a_new_encryption_key(settings):
     settings.SPENDPLANE_ENCRYPTION_KEYS = [new_key]
     encryption._fernet.cache_clear()
     try:
-        assert Provider.objects.get(pk=provider.pk).api_key == "sk-live-123"
+        rotated = Provider.objects.get(pk=provider.pk)
+        assert (rotated.api_key, rotated.admin_api_key) == ("sk-live-123", "sk-admin-9")
     finally:
         settings.SPENDPLANE_ENCRYPTION_KEYS = []
         encryption._fernet.cache_clear()

@@ -6,7 +6,7 @@ from metering.models import Provider
 
 
 class Command(BaseCommand):
-    help = "Re-encrypt every provider API key under the newest SPENDPLANE_ENCRYPTION_KEYS entry."
+    help = "Re-encrypt every provider API key and admin key under the newest SPENDPLANE_ENCRYPTION_KEYS entry."
 
     @transaction.atomic
     def handle(self, *args, **options):
@@ -15,7 +15,7 @@ class Command(BaseCommand):
         for pk in rows:
             provider = Provider.objects.get(pk=pk)
             # Reading decrypts with any listed key; saving encrypts with the first.
-            provider.save(update_fields=["api_key"])
+            provider.save(update_fields=["api_key", "admin_api_key"])
             count += 1
         encryption._fernet.cache_clear()
         self.stdout.write(f"Re-encrypted {count} provider key(s).")
