@@ -38,7 +38,7 @@ from django.db.models import Count, Sum
 from .alerts import alert_transition
 from .margins import day_bounds
 from .models import AlertEvent, ProviderUsage, Reconciliation, UsageEvent, UsageImport
-from .provider_usage import ProviderUsageError, provider_usage_import, usage_sources
+from .provider_usage import ProviderUsageError, csv_report, provider_usage_import, report_store, usage_sources
 from .routing import upstreams_for
 
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
@@ -263,6 +263,15 @@ class ReconcileResult:
     errors: dict[str, str] = field(default_factory=dict)
     providers: list[str] = field(default_factory=list)
 
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self.rows:
+            counts[row.status] = counts.get(row.status, 0) + 1
+        return counts
+
+    def summary(self) -> str:
+        return ", ".join(f"{n} {status}" for status, n in sorted(self.counts().items())) or "nothing to reconcile"
+
 
 def reconcile_usage(
     first: date,
@@ -356,3 +365,15 @@ def reconciliation_overview(first: date, last: date, provider: str = "", status:
         "failures": list(failures[:20]),
         "providers": sorted(set(Reconciliation.objects.values_list("provider", flat=True).distinct())),
     }
+
+
+def usage_export_import(provider: str, lines) -> tuple[int, date, date, ReconcileResult]:
+    """A provider console's CSV export (`provider_usage.csv_report`): its days replace the
+    provider's figures and are reconciled at once. Raises ProviderUsageError (nothing written)
+    for a bad row, naming its line, or an empty file."""
+    report = csv_report(lines)
+    days = sorted({day for day, _ in report.figures})
+    if not days:
+        raise ProviderUsageError("the file has no rows")
+    stored = report_store(provider, days[0], days[-1], report)
+    return stored, days[0], days[-1], reconcile_usage(days[0], days[-1], provider=provider, fetch=False)

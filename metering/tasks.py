@@ -74,7 +74,4 @@ def reconcile_usage_task() -> dict:
     result = reconcile_usage(last - timedelta(days=settings.SPENDPLANE_RECONCILE_DAYS - 1), last)
     if result.errors:  # the others are stored; retried with backoff, and again tomorrow
         raise RuntimeError(f"usage reports not read: {result.errors}")
-    counts: dict[str, int] = {}
-    for row in result.rows:
-        counts[row.status] = counts.get(row.status, 0) + 1
-    return counts
+    return result.counts()

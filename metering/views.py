@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.http import HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
 from tenants.access import access_tenant
 
@@ -16,6 +19,7 @@ from . import dashboards
 
 DASHBOARD_PERMISSION = "metering.view_margins"
 PAGE_SIZE = 25
+UPLOAD_LIMIT_BYTES = 5_000_000
 SORT_COLUMNS = [
     ("revenue", "Revenue"),
     ("cost", "AI cost"),
@@ -163,6 +167,7 @@ def reconciliation(request):
 
     from .api import reconciliation_ledger_url
     from .models import Reconciliation
+    from .provider_usage import CSV_COLUMNS
     from .reconciliation import reconciliation_overview
 
     today = timezone.now().date()
@@ -184,8 +189,43 @@ def reconciliation(request):
         "last": last,
         "provider": provider,
         "status": status,
+        "can_upload": request.user.has_perm("metering.add_providerusage"),
+        "csv_columns": CSV_COLUMNS,
         "statuses": Reconciliation.Status.values,
         "tolerance": settings.SPENDPLANE_RECONCILE_TOLERANCE_PCT,
         **overview,
     }
     return render(request, _template(request, "metering/reconciliation.html", "reconciliation-table"), context)
+
+
+@_dashboard
+@require_POST
+@permission_required("metering.add_providerusage", raise_exception=True)
+def reconciliation_upload(request):
+    """A console export for one provider: its days replace the provider's figures and are
+    reconciled at once. A file with a bad row imports nothing and says which line."""
+    from urllib.parse import urlencode
+
+    from .provider_usage import ProviderUsageError
+    from .reconciliation import usage_export_import
+
+    provider = request.POST.get("provider", "").strip()[:100]
+    upload = request.FILES.get("file")
+    back = reverse("dashboard:reconciliation")
+    if not provider or upload is None:
+        messages.error(request, "Give the provider's name and a CSV file.")
+        return redirect(back)
+    if upload.size > UPLOAD_LIMIT_BYTES:
+        messages.error(request, f"The file is over {UPLOAD_LIMIT_BYTES // 1_000_000} MB; import it with manage.py.")
+        return redirect(back)
+    try:
+        stored, first, last, result = usage_export_import(provider, upload.read().decode("utf-8-sig").splitlines())
+    except UnicodeDecodeError:
+        messages.error(request, "The file is not UTF-8 text; nothing was imported.")
+        return redirect(back)
+    except ProviderUsageError as error:
+        messages.error(request, f"{error}; nothing was imported.")
+        return redirect(back)
+    messages.success(request, f"{provider}: {stored} row(s) for {first} to {last} imported; {result.summary()}.")
+    query = urlencode({"from": first.isoformat(), "to": last.isoformat(), "provider": provider})
+    return redirect(f"{back}?{query}")

@@ -25,6 +25,7 @@ ROLES = {
         "tenants.view_auditentry",
         "metering.view_reconciliation",
         "metering.view_providerusage",
+        "metering.add_providerusage",
         "metering.view_usageimport",
     ],
     "support": [

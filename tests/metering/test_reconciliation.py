@@ -300,3 +300,36 @@ def test_a_day_past_the_tolerance_is_alerted_by_webhook_and_email_once_and_recov
     reconcile_usage(day, fetch=False)
     assert rows_by_model(day)["gpt-4o-2024-08-06"].status == "match"
     assert [json.loads(body)["state"] for _, body in Receiver.received] == ["fired", "recovered"]
+
+
+def test_finance_uploads_a_console_export_on_the_page(client, db):
+    from django.contrib.auth.models import User
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tenants.roles import roles_setup
+
+    finance = User.objects.create_user("fin", is_staff=True)
+    finance.groups.add(roles_setup()["finance"])
+    client.force_login(finance)
+    for i in range(2):
+        _ledger_row(f"up-{i}", "mistral-small", "mistral-eu", datetime(2026, 11, 22, 10, i, tzinfo=UTC), 100, 10)
+    page = client.get("/dashboard/reconciliation/")
+    assert b'id="upload"' in page.content
+
+    good = SimpleUploadedFile(
+        "usage.csv", b"day,model,requests,input_tokens,output_tokens\n2026-11-22,mistral-small,2,200,20\n"
+    )
+    response = client.post("/dashboard/reconciliation/upload/", {"provider": "mistral-eu", "file": good}, follow=True)
+    assert b"1 match" in response.content
+    assert rows_by_model(date(2026, 11, 22))["mistral-small"].status == "match"
+
+    bad = SimpleUploadedFile("usage.csv", b"day,model,input_tokens,output_tokens\n2026-11-22,mistral-small,lots,1\n")
+    response = client.post("/dashboard/reconciliation/upload/", {"provider": "mistral-eu", "file": bad}, follow=True)
+    assert b"line 2" in response.content and b"nothing was imported" in response.content
+    assert ProviderUsage.objects.get(provider="mistral-eu").input_tokens == 200
+
+    support = User.objects.create_user("sup", is_staff=True)
+    support.groups.add(roles_setup()["support"])
+    client.force_login(support)
+    assert client.post("/dashboard/reconciliation/upload/", {"provider": "x"}).status_code == 403
+    assert client.get("/dashboard/reconciliation/upload/").status_code in (403, 405)

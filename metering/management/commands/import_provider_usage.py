@@ -2,8 +2,8 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from metering.provider_usage import CSV_COLUMNS, ProviderUsageError, csv_report, report_store
-from metering.reconciliation import reconcile_usage
+from metering.provider_usage import CSV_COLUMNS, ProviderUsageError
+from metering.reconciliation import usage_export_import
 
 
 class Command(BaseCommand):
@@ -23,14 +23,8 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read {options['path']}: {error.strerror}") from None
         with handle:
             try:
-                report = csv_report(handle)
+                stored, first, last, result = usage_export_import(options["provider"], handle)
             except ProviderUsageError as error:
                 raise CommandError(f"{error}; nothing was imported.") from None
-        days = sorted({day for day, _ in report.figures})
-        if not days:
-            raise CommandError("the file has no rows; nothing was imported.")
-        first, last = days[0], days[-1]
-        stored = report_store(options["provider"], first, last, report)
         self.stdout.write(f"{options['provider']}: {stored} row(s) for {first}..{last}")
-        result = reconcile_usage(first, last, provider=options["provider"], fetch=False, progress=self.stdout.write)
-        self.stdout.write(self.style.SUCCESS(f"Reconciled {len(result.rows)} row(s)."))
+        self.stdout.write(self.style.SUCCESS(f"Reconciled {first}..{last}: {result.summary()}."))

@@ -31,16 +31,12 @@ class Command(BaseCommand):
         result = reconcile_usage(
             first, last, provider=options["provider"], fetch=not options["no_fetch"], progress=self.stdout.write
         )
-        counts: dict[str, int] = {}
-        for row in result.rows:
-            counts[row.status] = counts.get(row.status, 0) + 1
-        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to reconcile"
         if not result.providers and not result.errors:
             self.stdout.write(
                 "No provider has a usage report: set OPENAI_ADMIN_KEY / ANTHROPIC_ADMIN_KEY, a provider's admin key, "
                 "or import a console export with import_provider_usage."
             )
-        self.stdout.write(self.style.SUCCESS(f"Reconciled {first}..{last}: {summary}."))
+        self.stdout.write(self.style.SUCCESS(f"Reconciled {first}..{last}: {result.summary()}."))
         if result.errors:
             failed = "; ".join(f"{name}: {error}" for name, error in result.errors.items())
             raise CommandError(f"Not reconciled (previous rows kept, the next run retries): {failed}")
