@@ -35,7 +35,7 @@ from metering.spool import OutboxSegment, outbox_done, outbox_write, spool_write
 from tenants.auth import key_lookup, raw_key_from_headers, touch_last_used
 from tenants.principal import Principal
 
-from . import fastjson, formats, metrics, security, upstreams, validation
+from . import fastjson, formats, metrics, security, tracing, upstreams, validation
 from .errors import ProxyError
 from .log_format import request_id_var
 
@@ -180,6 +180,15 @@ class ProxyCall:
             metrics.observe(entry=entry)
         except Exception:
             logger.exception("metrics update failed for %s", self.request_id)
+        tracing.request_span(entry, upstream=self.upstream, max_tokens=_client_max_tokens(self.body))
+
+
+def _client_max_tokens(body: dict) -> int | None:
+    for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 def _tokens_used(entry: LedgerEntry) -> int:

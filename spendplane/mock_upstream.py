@@ -117,6 +117,8 @@ class MockState:
         self.lock = threading.Lock()
         # What it served, for its usage and cost reports (spendplane/mock_provider_usage.py).
         self.served = ServedUsage()
+        # OTLP/HTTP trace exports received (protobuf bodies), newest last.
+        self.traces: deque = deque(maxlen=200)
 
 
 class MockHandler(BaseHTTPRequestHandler):
@@ -217,6 +219,14 @@ class MockHandler(BaseHTTPRequestHandler):
             with self.state.lock:
                 self.state.requests.clear()
             return self._json(200, {"ok": True})
+        if self.path == "/v1/traces":  # an OTLP/HTTP collector's door, for the demo and the benchmark
+            with self.state.lock:
+                self.state.traces.append(raw)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         if self.path == "/_mock/usage":
             try:
                 self.state.served.configure(json.loads(raw or b"{}"))
