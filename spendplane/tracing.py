@@ -64,7 +64,15 @@ def tracing_setup(exporter=None) -> None:
         if exporter is None:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+            # Encoding runs in the worker's event loop (gevent): the SDK's default 512-span batches
+            # took 170 ms to encode here, long enough to stall every request of the worker. Small
+            # batches sent often spread the same work (measured in bench/README.md).
+            processor = BatchSpanProcessor(
+                OTLPSpanExporter(),
+                schedule_delay_millis=float(os.environ.get("OTEL_BSP_SCHEDULE_DELAY", 200)),
+                max_export_batch_size=int(os.environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 32)),
+            )
+            provider.add_span_processor(processor)
         else:
             provider.add_span_processor(SimpleSpanProcessor(exporter))
         _provider, _tracer = provider, provider.get_tracer("spendplane.gateway")
