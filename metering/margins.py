@@ -172,9 +172,10 @@ def margins_between(
     """One Margin per tenant for the days [start, end], highest cost first. Days are UTC days
     (day rollups), or with local_time=True each tenant's own days in its time zone (hour rollups;
     exact for whole-hour offsets, a zone like UTC+5:30 is read to the hour). With `period_end`
-    after `end` (a period in progress, cut at today), each margin also projects the whole period
-    at the burn so far. `users` counts active end users (per feature too, with `breakdown`): the
-    one figure here that rollup sums cannot give, so it costs a distinct count; off by default."""
+    (the whole period's last day, `end` being cut at today), a period still in progress at `now`
+    is also projected to its end at the burn so far. `users` counts active end users (per feature
+    too, with `breakdown`): the one figure here that rollup sums cannot give, so it costs a
+    distinct count; off by default."""
     low, high = day_bounds(start, end)
     tenants = Tenant.objects.select_related("plan").filter(created_at__lt=high)
     if tenant_ids is not None:

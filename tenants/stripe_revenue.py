@@ -124,7 +124,7 @@ def _fetch(service, params: dict, say: Callable[[str], None], label: str) -> lis
 def _tenants_by_customer(customers: set[str]) -> dict[str, Tenant]:
     customers.discard("")
     found: dict[str, Tenant] = {}
-    by_field = Tenant.objects.filter(Q(billing_customer_id__in=customers) | Q(external_id__in=customers))
+    by_field = list(Tenant.objects.filter(Q(billing_customer_id__in=customers) | Q(external_id__in=customers)))
     for tenant in by_field:
         if tenant.external_id in customers:
             found.setdefault(tenant.external_id, tenant)
