@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, date
+from datetime import date
 
 import django_filters
 from django.utils import timezone
@@ -14,6 +14,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from spendplane.filters import UtcDateTimeFilter
 from spendplane.pagination import LedgerPagination
 
 from .margins import Margin, margins_between, month_range, to_date
@@ -129,19 +130,6 @@ class UsageEventSerializer(serializers.ModelSerializer):
             "ttft_ms",
             "created_at",
         ]
-
-
-class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
-    """An ISO 8601 instant, compared in UTC: PostgreSQL refuses offsets past ±15:59, which ISO
-    (and Python) allow; found by schemathesis."""
-
-    def filter(self, qs, value):
-        if value is not None:
-            try:
-                value = value.astimezone(UTC)
-            except OverflowError:
-                raise ValidationError({self.field_name: "Out of range."}) from None
-        return super().filter(qs, value)
 
 
 class UsageEventFilter(django_filters.FilterSet):

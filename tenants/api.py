@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from metering.budgets import budget_status
 from metering.pricing import usd_str
 from metering.usage import tenant_usage_summary
+from spendplane.filters import UtcDateTimeFilter
 
 from . import services
 from .access import access_api_key, access_tenant
@@ -517,8 +518,8 @@ class AuditEntrySerializer(serializers.ModelSerializer):
 
 
 class AuditEntryFilter(django_filters.FilterSet):
-    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt")
+    since = UtcDateTimeFilter(field_name="at", lookup_expr="gte")
+    until = UtcDateTimeFilter(field_name="at", lookup_expr="lt")
     tenant = django_filters.NumberFilter(field_name="tenant_id")
 
     class Meta:

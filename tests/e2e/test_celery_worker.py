@@ -38,14 +38,16 @@ def worker(transactional_db):
         "CELERY_BROKER_URL": broker_url(),
         "LOG_LEVEL": "WARNING",
     }
-    Celery(broker=broker_url()).connection_for_write().default_channel.client.flushdb()
+    Celery(broker=broker_url(), set_as_current=False).connection_for_write().default_channel.client.flushdb()
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "spendplane", "worker", "--pool", "solo", "--loglevel", "WARNING"],
         cwd=ROOT,
         env=env,
         start_new_session=True,
     )
-    yield Celery(broker=broker_url())
+    # Not the current app: shared tasks would follow it to this broker for the rest of the run
+    # (an alert's delivery queued where no worker listens, instead of running eagerly).
+    yield Celery(broker=broker_url(), set_as_current=False)
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
 
