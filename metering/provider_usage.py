@@ -33,7 +33,11 @@ CENTS = Decimal("0.01")
 
 
 class ProviderUsageError(Exception):
-    """A usage report could not be read: nothing was written."""
+    """A usage report could not be read: nothing was written. `status`: the HTTP status, if any."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,9 @@ def _get(session: requests.Session, url: str, params: dict, what: str) -> dict:
     except requests.RequestException as error:
         raise ProviderUsageError(f"{what}: no answer ({error.__class__.__name__})") from None
     if response.status_code != 200:
-        raise ProviderUsageError(f"{what}: HTTP {response.status_code}: {_error_message(response)}")
+        raise ProviderUsageError(
+            f"{what}: HTTP {response.status_code}: {_error_message(response)}", status=response.status_code
+        )
     try:
         body = response.json()
     except ValueError:
@@ -126,6 +132,17 @@ def _pages(session: requests.Session, url: str, params: dict, what: str) -> Iter
             raise ProviderUsageError(f"{what}: has_more without a next_page")
         page_params = {**params, "page": body["next_page"]}
     raise ProviderUsageError(f"{what}: more than {MAX_PAGES} pages")
+
+
+def _optional_pages(session: requests.Session, url: str, params: dict, what: str) -> list[dict]:
+    """A report a key or an organisation may not have (the cost reports): refused or absent is
+    no buckets, so the import goes on without costs; any other failure fails it."""
+    try:
+        return list(_pages(session, url, params, what))
+    except ProviderUsageError as error:
+        if error.status in (403, 404):
+            return []
+        raise
 
 
 def _bucket_day(bucket: dict, key: str) -> date:
@@ -180,13 +197,7 @@ def _openai_costs(session, url: str, params: dict, report: Report, name: str) ->
     """Costs by line item ("gpt-4o-mini-2024-07-18, input"), summed per model. A key or an
     organisation without the Costs API leaves costs empty rather than failing the import."""
     costs: dict[tuple[date, str], Decimal] = {}
-    try:
-        buckets = list(_pages(session, url, {**params, "group_by": "line_item"}, f"{name} costs"))
-    except ProviderUsageError as error:
-        if "HTTP 403" in str(error) or "HTTP 404" in str(error):
-            return
-        raise
-    for bucket in buckets:
+    for bucket in _optional_pages(session, url, {**params, "group_by": "line_item"}, f"{name} costs"):
         day = _bucket_day(bucket, "start_time")
         for result in bucket.get("results") or []:
             model = str(result.get("line_item") or "").split(",")[0].strip()
@@ -228,13 +239,8 @@ def anthropic_report(source: UsageSource, first: date, last: date) -> Report:
                 figures.cache_write_tokens += writes
                 figures.output_tokens += _int(result.get("output_tokens"))
         cost_params = {k: v for k, v in params.items() if k != "group_by[]"} | {"group_by[]": "description"}
-        try:
-            buckets = list(_pages(session, f"{base}/organizations/cost_report", cost_params, f"{source.name} costs"))
-        except ProviderUsageError as error:
-            if "HTTP 403" in str(error) or "HTTP 404" in str(error):
-                return report
-            raise
-        for bucket in buckets:
+        cost_url = f"{base}/organizations/cost_report"
+        for bucket in _optional_pages(session, cost_url, cost_params, f"{source.name} costs"):
             day = _bucket_day(bucket, "starting_at")
             for result in bucket.get("results") or []:
                 if result.get("model") and str(result.get("currency") or "USD").upper() == "USD":

@@ -180,15 +180,7 @@ class ProxyCall:
             metrics.observe(entry=entry)
         except Exception:
             logger.exception("metrics update failed for %s", self.request_id)
-        tracing.request_span(entry, upstream=self.upstream, max_tokens=_client_max_tokens(self.body))
-
-
-def _client_max_tokens(body: dict) -> int | None:
-    for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return None
+        tracing.request_span(entry, upstream=self.upstream, body=self.body)
 
 
 def _tokens_used(entry: LedgerEntry) -> int:

@@ -8,8 +8,8 @@ and cost reports, paged one daily bucket at a time so clients must follow `next_
 Switches, for tests and the demo (in process, or `POST /_mock/usage` with the same names):
 - `unseen`: usage the gateway never saw (a key used elsewhere), added to a day's report;
 - `skew`: a factor on one model's input tokens (a provider counting differently);
-- `fault`: the next report request(s) answer 401, 500, malformed JSON, or with a `next_page`
-  that is gone (`missing_page`).
+- `fault`: the next report request(s) answer 401, another status (500, 404, …), malformed JSON,
+  or with a `next_page` that is gone (`missing_page`); an empty fault lets one request through.
 """
 
 from __future__ import annotations
@@ -174,8 +174,8 @@ class ServedUsage:
         fault = self._fault()
         if key != f"Bearer {ADMIN_KEY}" or fault == "401":
             return 401, _error(kind, "authentication_error", "Invalid admin API key.")
-        if fault == "500":
-            return 500, _error(kind, "server_error", "The mock provider's usage service failed.")
+        if fault.isdigit():  # 500, 503, or 403 / 404 for a report this key or organisation lacks
+            return int(fault), _error(kind, "server_error", f"The mock provider's usage service answered {fault}.")
         if fault == "malformed":
             return 200, b'{"object": "page", "data": [{"start_time": '
         query = {name: values[-1] for name, values in parse_qs(url.query).items()}

@@ -100,15 +100,24 @@ def _current_tracer():
     return _tracer
 
 
-def request_span(entry, *, upstream=None, max_tokens: int | None = None) -> None:
-    """The span of one finished request, from its ledger entry. Never raises."""
+def request_span(entry, *, upstream=None, body: dict | None = None) -> None:
+    """The span of one finished request, from its ledger entry (and the client's body, for the
+    output cap it asked for). Never raises; with tracing off, returns before any work."""
     tracer = _current_tracer()
     if tracer is None:
         return
     try:
-        _emit(tracer, entry, upstream, max_tokens)
+        _emit(tracer, entry, upstream, _client_max_tokens(body or {}))
     except Exception:  # tracing must never cost a request or a ledger row
         logger.exception("span export failed for %s", entry.request_id)
+
+
+def _client_max_tokens(body: dict) -> int | None:
+    for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 def _emit(tracer, entry, upstream, max_tokens: int | None) -> None:

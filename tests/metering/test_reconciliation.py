@@ -333,3 +333,36 @@ def test_finance_uploads_a_console_export_on_the_page(client, db):
     client.force_login(support)
     assert client.post("/dashboard/reconciliation/upload/", {"provider": "x"}).status_code == 403
     assert client.get("/dashboard/reconciliation/upload/").status_code in (403, 405)
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_a_cost_report_the_key_lacks_leaves_costs_empty_but_its_failure_fails_the_import(reports, kind):
+    from metering.provider_usage import ProviderUsageError, UsageSource, anthropic_report, openai_report
+
+    today = timezone.now().date()
+    reports.add_unseen(kind, "gpt-4.1-nano" if kind == "openai" else "claude-x", today, requests=1, input_tokens=9,
+                       output_tokens=1, cost_usd=Decimal("0.5"))  # fmt: skip
+    from django.conf import settings
+
+    if kind == "openai":
+        source, read, before_costs = (
+            UsageSource("o", kind, settings.OPENAI_BASE_URL, "mock-admin-key"),
+            openai_report,
+            2,
+        )
+    else:
+        source, read, before_costs = (
+            UsageSource("a", kind, settings.ANTHROPIC_BASE_URL, "mock-admin-key"),
+            anthropic_report,
+            1,
+        )
+    reports.faults[:] = [""] * before_costs + ["404"]
+    figures = next(iter(read(source, today, today).figures.values()))
+    assert (figures.input_tokens, figures.cost_usd) == (9, None)
+    reports.faults[:] = [""] * before_costs + ["500"]
+    with pytest.raises(ProviderUsageError) as raised:
+        read(source, today, today)
+    assert raised.value.status == 500
+    reports.faults[:] = []
+    # answered: the unseen $0.50 plus the tokens at the model's list price
+    assert next(iter(read(source, today, today).figures.values())).cost_usd >= Decimal("0.5")
