@@ -120,8 +120,11 @@ def test_live_margins_never_count_a_row_twice_while_rollups_run_beside_traffic(l
     """Traffic, a rollup job every few hundred milliseconds and margin reads all at once: each
     read lies between the ledger's sum just before it and just after it, and once the traffic
     stops the figure equals the ledger exactly."""
-    # Rollups take rows older than this; a row commits well within it (30 s in production).
-    monkeypatch.setattr(rollups, "SETTLE_LAG", timedelta(seconds=2))
+    # Rollups take rows older than this; a row must commit within it (30 s in production). At 2 s a
+    # loaded CI machine on SQLite (one writer at a time) once committed a row later than that: the
+    # rollup had moved past it, so no read could see it. 4 s, over 12 s of traffic, still rolls
+    # rows up mid-traffic (asserted below).
+    monkeypatch.setattr(rollups, "SETTLE_LAG", timedelta(seconds=4))
     alice = world["alice"]
     stop = threading.Event()
     failures: list[str] = []
@@ -150,7 +153,7 @@ def test_live_margins_never_count_a_row_twice_while_rollups_run_beside_traffic(l
         thread.start()
     reads = 0
     try:
-        deadline = time.monotonic() + 8
+        deadline = time.monotonic() + 12
         while time.monotonic() < deadline:
             before = ledger_cost(alice.tenant.pk)
             (margin,) = margins_between(start, end, tenant_ids=[alice.tenant.pk])
