@@ -1,4 +1,4 @@
-"""Rollup scale: fill a scratch PostgreSQL database with N ledger rows over 30 days and 200
+"""Rollup scale: fill a scratch PostgreSQL database with N ledger rows over 30 days (--days) and 200
 tenants, then time a full recompute (rollup_usage --full), check_rollups and a month's margins.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/spendplane_bench python bench/rollup_scale.py --rows 1000000
@@ -23,6 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--tenants", type=int, default=200)
+    parser.add_argument("--days", type=int, default=30, help="how far back the rows reach")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         raise SystemExit("Set DATABASE_URL to a scratch PostgreSQL database (its ledger is replaced).")
@@ -63,11 +64,11 @@ def main() -> None:
                 'chat.completions', (ARRAY['gpt-4o-mini','gpt-4o','claude-sonnet-4-0'])[1 + g %% 3], 'bench',
                 false, 500 + g %% 1500, 0, 0, 50 + g %% 400, 0, 'provider', true,
                 ((500 + g %% 1500) * 0.15 + (50 + g %% 400) * 0.6) / 1000000.0, 'bench', 200, '', 100, 1,
-                now() - interval '30 days' + (g * interval '30 days' / %s),
-                now() - interval '30 days' + (g * interval '30 days' / %s) + interval '2 seconds'
+                now() - %s * interval '1 day' + (g * %s * interval '1 day' / %s),
+                now() - %s * interval '1 day' + (g * %s * interval '1 day' / %s) + interval '2 seconds'
             FROM generate_series(1, %s) AS g
             """,
-            [tenant_ids, len(tenant_ids), args.rows, args.rows, args.rows],
+            [tenant_ids, len(tenant_ids), *[args.days, args.days, args.rows] * 2, args.rows],
         )
         cursor.execute("ANALYZE metering_usageevent")
     print(f"filled {UsageEvent.objects.count():,} ledger rows in {time.monotonic() - started:.1f}s")
