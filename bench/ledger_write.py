@@ -97,7 +97,8 @@ def main() -> None:
         f"({args.batch_size / (batch_ms / 1000):,.0f} rows/s) over {len(batches)} batches"
     )
     print(f"replayed batch (all rows already written): median {statistics.median(replays) * 1000:.2f} ms")
-    print(f"one row (usage_record): median {statistics.median(singles) * 1000:.2f} ms, p90 {_p90(singles) * 1000:.2f} ms")
+    single_ms = statistics.median(singles) * 1000
+    print(f"one row (usage_record): median {single_ms:.2f} ms, p90 {_p90(singles) * 1000:.2f} ms")
     UsageEvent.objects.filter(created_at__gte=bench_started, request_id__startswith=f"write-{tag}-").delete()
 
 
