@@ -64,11 +64,11 @@ def main() -> None:
                 'chat.completions', (ARRAY['gpt-4o-mini','gpt-4o','claude-sonnet-4-0'])[1 + g %% 3], 'bench',
                 false, 500 + g %% 1500, 0, 0, 50 + g %% 400, 0, 'provider', true,
                 ((500 + g %% 1500) * 0.15 + (50 + g %% 400) * 0.6) / 1000000.0, 'bench', 200, '', 100, 1,
-                now() - %s * interval '1 day' + (g * %s * interval '1 day' / %s),
-                now() - %s * interval '1 day' + (g * %s * interval '1 day' / %s) + interval '2 seconds'
+                now() - %s * interval '1 day' + (g::float8 / %s) * %s * interval '1 day',
+                now() - %s * interval '1 day' + (g::float8 / %s) * %s * interval '1 day' + interval '2 seconds'
             FROM generate_series(1, %s) AS g
             """,
-            [tenant_ids, len(tenant_ids), *[args.days, args.days, args.rows] * 2, args.rows],
+            [tenant_ids, len(tenant_ids), *[args.days, args.rows, args.days] * 2, args.rows],
         )
         cursor.execute("ANALYZE metering_usageevent")
     print(f"filled {UsageEvent.objects.count():,} ledger rows in {time.monotonic() - started:.1f}s")

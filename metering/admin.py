@@ -5,6 +5,7 @@ from spendplane.admin_base import ReadOnlyAdmin
 
 from .models import (
     AlertEvent,
+    LedgerArchive,
     MarginReport,
     ModelRoute,
     PriceOverride,
@@ -201,3 +202,9 @@ class ProviderUsageAdmin(ReadOnlyAdmin):
 class UsageImportAdmin(ReadOnlyAdmin):
     list_display = ["started_at", "provider", "first_day", "last_day", "ok", "rows", "error"]
     list_filter = ["provider", "ok"]
+
+
+@admin.register(LedgerArchive)
+class LedgerArchiveAdmin(ReadOnlyAdmin):
+    list_display = ["month", "rows", "cost_usd", "path", "bytes", "exported_at", "dropped_at"]
+    readonly_fields = ["sha256"]

@@ -10,6 +10,7 @@ the ledger's `recorded_at` index.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +20,10 @@ from django.db import connection
 from django.db.models import F, IntegerField, Q, Subquery, Value
 from django.db.models.functions import Coalesce, TruncDay
 
+from .analytics import AnalyticsUnavailable, analytics_live_sums, analytics_reads
 from .models import RollupState, UsageEvent, UsageRollup
+
+logger = logging.getLogger("spendplane.analytics")
 
 ZERO = Decimal("0")
 Q9 = Decimal("0.000000001")
@@ -73,6 +77,11 @@ def live_sums(
         raise ValueError(f"cannot group by {sorted(unknown)}")
     if not windows:
         return []
+    if analytics_reads():
+        try:
+            return analytics_live_sums(windows, group_by=group_by, by_day=by_day)
+        except AnalyticsUnavailable as exc:
+            logger.warning("usage sums read from PostgreSQL: %s", exc)
     # The same annotations in the same order on both sides, so UNION ALL lines columns up.
     rolled = UsageRollup.objects.filter(_any(windows, "bucket_start"), granularity=granularity).annotate(
         g_tenant=F("tenant_id"),

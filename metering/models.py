@@ -153,7 +153,10 @@ class UsageEvent(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        constraints = [models.UniqueConstraint(fields=["request_id"], name="usage_event_request_id_unique")]
+        # On PostgreSQL the ledger is partitioned by month of created_at, and a unique constraint
+        # there must hold the partition key; the writer also refuses a request_id any other month
+        # holds (services._RECORD_SQL). SQLite keeps a unique index on request_id alone (0012).
+        constraints = [models.UniqueConstraint(fields=["request_id", "created_at"], name="usage_event_request_once")]
         indexes = [
             models.Index(fields=["tenant", "created_at"]),
             models.Index(fields=["tenant", "end_user", "created_at"]),
@@ -479,3 +482,36 @@ class Reconciliation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.day} {self.model}: {self.status}"
+
+
+class LedgerArchive(models.Model):
+    """A month of the ledger exported to Parquet and, once its figures were final, dropped from
+    PostgreSQL as a whole partition. Its rollups, margin reports and reconciliations stay."""
+
+    month = models.DateField(unique=True, help_text="The first day of the UTC month.")
+    partition = models.CharField(max_length=63)
+    rows = models.PositiveBigIntegerField()
+    cost_usd = models.DecimalField(max_digits=18, decimal_places=9, help_text="The exported rows' total cost.")
+    path = models.CharField(max_length=500, help_text="The Parquet file, where the export wrote it.")
+    bytes = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    exported_at = models.DateTimeField()
+    dropped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-month"]
+
+    def __str__(self) -> str:
+        state = "dropped" if self.dropped_at else "exported"
+        return f"ledger {self.month:%Y-%m}: {self.rows} rows {state}"
+
+
+class AnalyticsOutbox(models.Model):
+    """A ledger row ClickHouse has not taken yet (only with CLICKHOUSE_URL set): inserted by the
+    ledger write's own statement, deleted once ClickHouse acknowledged the row (metering.analytics)."""
+
+    event_id = models.BigIntegerField(primary_key=True)
+    event_created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"ledger row {self.event_id} for ClickHouse"

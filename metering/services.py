@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from spendplane import fastjson
 
 from .budgets import SPEND_SHARDS, budget_settle, hot_cursor, note_settled
-from .models import BudgetReservation, BudgetSpend, UsageEvent
+from .models import AnalyticsOutbox, BudgetReservation, BudgetSpend, UsageEvent
 from .pricing import Rates, Usage
 
 
@@ -104,6 +105,8 @@ def usage_record(*, entry: LedgerEntry) -> bool:
     try:
         with transaction.atomic():
             event.save(force_insert=True)
+            if settings.CLICKHOUSE_URL:
+                AnalyticsOutbox.objects.create(event_id=event.id, event_created_at=event.created_at)
             budget_settle(request_id=entry.request_id, cost=event.cost_usd)
     except IntegrityError:
         if UsageEvent.objects.filter(request_id=entry.request_id).exists():
@@ -122,12 +125,16 @@ _record_fields = [f for f in UsageEvent._meta.concrete_fields if not f.primary_k
 # The rows travel as one JSON document that PostgreSQL unpacks into the ledger's row type: one
 # parameter whatever the batch size, so the client renders no placeholders or arrays (measured:
 # psycopg's array rendering was 6% of a worker's CPU under load).
+# The ledger is partitioned by month of created_at, so its unique index is (request_id, created_at):
+# the conflict clause catches a replay (same request, same start) racing the first write, and the
+# NOT EXISTS a request_id that some partition already holds under another created_at.
 _RECORD_SQL = """
 WITH event AS (
     INSERT INTO {events} ({columns})
-    SELECT {columns} FROM json_populate_recordset(NULL::{events}, %s::json)
-    ON CONFLICT (request_id) DO NOTHING RETURNING request_id, cost_usd
-), released AS (
+    SELECT {columns} FROM json_populate_recordset(NULL::{events}, %s::json) AS candidate
+    WHERE NOT EXISTS (SELECT 1 FROM {events} AS held WHERE held.request_id = candidate.request_id)
+    ON CONFLICT (request_id, created_at) DO NOTHING RETURNING id, created_at, request_id, cost_usd
+){outbox}, released AS (
     DELETE FROM {reservations} r USING event WHERE r.request_id = event.request_id
     RETURNING r.counter_id, event.cost_usd
 ), settled AS (
@@ -140,9 +147,16 @@ SELECT (SELECT count(*) FROM event), (SELECT count(*) FROM settled)
 """
 
 
+# With the analytics sink on, each new row's id also goes to its outbox, in the same statement.
+_OUTBOX_SQL = """, outboxed AS (
+    INSERT INTO {outbox} (event_id, event_created_at) SELECT id, created_at FROM event
+)"""
+
+
 @functools.cache
-def _record_sql() -> str:
+def _record_sql(outbox: bool) -> str:
     return _RECORD_SQL.format(
+        outbox=_OUTBOX_SQL.format(outbox=AnalyticsOutbox._meta.db_table) if outbox else "",
         events=UsageEvent._meta.db_table,
         reservations=BudgetReservation._meta.db_table,
         spends=BudgetSpend._meta.db_table,
@@ -176,7 +190,7 @@ def _record_on_postgresql(entries: Sequence[LedgerEntry], *, shard: int) -> int:
         rows.append({column: values[attname] for attname, column in columns})
     payload = fastjson.dumps(rows, default=_json_value).decode()
     with hot_cursor() as cursor:
-        cursor.execute(_record_sql(), [payload, shard % SPEND_SHARDS])
+        cursor.execute(_record_sql(bool(settings.CLICKHOUSE_URL)), [payload, shard % SPEND_SHARDS])
         inserted, _settled = cursor.fetchone()
     note_settled(inserted)
     return inserted

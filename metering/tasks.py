@@ -75,3 +75,39 @@ def reconcile_usage_task() -> dict:
     if result.errors:  # the others are stored; retried with backoff, and again tomorrow
         raise RuntimeError(f"usage reports not read: {result.errors}")
     return result.counts()
+
+
+@shared_task
+def ledger_partitions_task() -> dict:
+    """Create the coming months' ledger partitions and, with SPENDPLANE_LEDGER_RETENTION_MONTHS
+    set, export and drop the months past it whose figures are final. A no-op on SQLite."""
+    from django.conf import settings
+
+    from .partitions import ledger_is_partitioned, ledger_partitions_ensure, ledger_retention_apply
+
+    if not ledger_is_partitioned():
+        return {"partitioned": False}
+    created = ledger_partitions_ensure()
+    steps = []
+    if settings.SPENDPLANE_LEDGER_RETENTION_MONTHS:
+        steps = ledger_retention_apply(
+            months=settings.SPENDPLANE_LEDGER_RETENTION_MONTHS, archive_dir=settings.SPENDPLANE_LEDGER_ARCHIVE_DIR
+        )
+    return {
+        "partitioned": True,
+        "created": created,
+        "dropped": [f"{s.month:%Y-%m}" for s in steps if s.dropped],
+        "kept": {f"{s.month:%Y-%m}": s.detail for s in steps if not s.dropped},
+    }
+
+
+@shared_task
+def analytics_ship_task() -> dict:
+    """Send the ledger rows waiting in the outbox to ClickHouse (a no-op without CLICKHOUSE_URL);
+    during an outage they stay and go on a later run."""
+    from .analytics import analytics_enabled, analytics_ship
+
+    if not analytics_enabled():
+        return {"enabled": False}
+    result = analytics_ship()
+    return {"enabled": True, "shipped": result.shipped, "waiting": result.waiting}

@@ -23,6 +23,11 @@ app.conf.beat_schedule = {
     "evaluate-alerts": {"task": "metering.tasks.evaluate_alerts_task", "schedule": 300.0},
     # Daily at 06:00 UTC: provider usage reports against the ledger for the last few days.
     "reconcile-usage": {"task": "metering.tasks.reconcile_usage_task", "schedule": crontab(hour=6, minute=0)},
+    # Daily at 00:20 UTC: the next months' ledger partitions; past the retention, final months
+    # exported to Parquet and dropped whole (PostgreSQL only).
+    "ledger-partitions": {"task": "metering.tasks.ledger_partitions_task", "schedule": crontab(hour=0, minute=20)},
+    # Every 10 seconds: ledger rows waiting for ClickHouse (a no-op without CLICKHOUSE_URL).
+    "ship-analytics": {"task": "metering.tasks.analytics_ship_task", "schedule": 10.0},
     # Every hour: paid Stripe invoices and credit notes of the last 35 days (a no-op without STRIPE_API_KEY).
     "stripe-revenue-sync": {"task": "tenants.tasks.stripe_revenue_sync_task", "schedule": 3600.0},
 }

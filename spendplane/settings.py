@@ -291,6 +291,16 @@ SPENDPLANE_LEDGER_BATCH_LINGER_MS = env.float("SPENDPLANE_LEDGER_BATCH_LINGER_MS
 SPENDPLANE_LEDGER_SPOOL_DIR = env("SPENDPLANE_LEDGER_SPOOL_DIR", default="") or str(
     BASE_DIR / ".cache" / "ledger-spool"
 )
+# PostgreSQL keeps the ledger in month partitions. With a retention set, each month older than
+# this month and the N before it is exported to Parquet in SPENDPLANE_LEDGER_ARCHIVE_DIR and dropped
+# whole, once its rollups, margins and reconciliations are final (metering.partitions). 0 keeps all.
+# The optional analytics sink (metering.analytics): every ledger row also goes to ClickHouse, e.g.
+# clickhouse://default:@127.0.0.1:9000/spendplane, shipped from an outbox by a beat job. With
+# SPENDPLANE_ANALYTICS_READS the margins and dashboards sum usage there instead of in PostgreSQL.
+CLICKHOUSE_URL = env("CLICKHOUSE_URL", default="")
+SPENDPLANE_ANALYTICS_READS = env.bool("SPENDPLANE_ANALYTICS_READS", default=False)
+SPENDPLANE_LEDGER_RETENTION_MONTHS = env.int("SPENDPLANE_LEDGER_RETENTION_MONTHS", default=0)
+SPENDPLANE_LEDGER_ARCHIVE_DIR = env("SPENDPLANE_LEDGER_ARCHIVE_DIR", default="") or str(BASE_DIR / "ledger-archive")
 
 TIKTOKEN_CACHE_DIR = env("TIKTOKEN_CACHE_DIR", default=str(BASE_DIR / ".cache" / "tiktoken"))
 

@@ -1,0 +1,296 @@
+"""The optional analytics sink: with CLICKHOUSE_URL set, every ledger row is also written to
+ClickHouse, and with SPENDPLANE_ANALYTICS_READS the usage sums behind the margins and dashboards
+are read from it (a column store sums a year of rows in the time PostgreSQL takes for a month).
+
+- Nothing happens on the request path. The ledger write puts each new row's id in an outbox
+  table in the same statement, so a row is in the outbox exactly when it is in the ledger and not
+  yet in ClickHouse. `analytics_ship` (a Celery beat job every 10 s, and `manage.py ship_analytics`)
+  sends outbox rows to ClickHouse a batch at a time and deletes them only once ClickHouse
+  acknowledged the insert. During a ClickHouse outage the rows wait in the outbox.
+- A batch sent twice (ClickHouse took it, the delete did not commit) counts once: the table is a
+  ReplacingMergeTree keyed on the row's identity, and every read uses FINAL.
+- Reads are exact to the moment. The outbox is read first (its rows are summed by PostgreSQL),
+  then ClickHouse sums everything else, leaving out those request ids: a row shipped in between is
+  counted once, and a row shipped before is in ClickHouse because its delete followed the insert.
+
+The client is clickhouse-driver (the native protocol). ClickHouse's own clickhouse-connect cannot
+open a session with the server Debian packages (18.16): it reads a `readonly` settings column that
+server does not have. The schema below keeps to what 18.16 understands.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from urllib.parse import urlparse
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Subquery
+from django.utils import timezone
+
+from .models import AnalyticsOutbox, RollupState, UsageEvent
+
+logger = logging.getLogger("spendplane.analytics")
+TABLE = "ledger"
+SHIP_BATCH = 10_000
+# Beyond this many rows waiting (ClickHouse down for a while), reads go back to PostgreSQL: the
+# ids left out of the ClickHouse query travel in the query text.
+READ_OUTBOX_LIMIT = 20_000
+STATE = "clickhouse"
+
+_COLUMNS = [
+    ("ledger_id", "UInt64"),
+    ("request_id", "String"),
+    ("tenant_id", "UInt64"),
+    ("api_key_id", "UInt64"),
+    ("end_user", "String"),
+    ("feature", "String"),
+    ("endpoint", "String"),
+    ("model", "String"),
+    ("provider", "String"),
+    ("stream", "UInt8"),
+    ("prompt_tokens", "UInt32"),
+    ("cached_tokens", "UInt32"),
+    ("cache_write_tokens", "UInt32"),
+    ("completion_tokens", "UInt32"),
+    ("reasoning_tokens", "UInt32"),
+    ("usage_source", "String"),
+    ("priced", "UInt8"),
+    ("cost_usd", "Decimal(18, 9)"),
+    ("status_code", "UInt16"),
+    ("error_type", "String"),
+    ("latency_ms", "Decimal(12, 3)"),
+    ("upstream_attempts", "UInt16"),
+    ("ttft_ms", "Nullable(Decimal(12, 3))"),
+    ("created_at", "DateTime('UTC')"),
+    ("recorded_at", "DateTime('UTC')"),
+]
+GROUPABLE = ("model", "feature", "end_user")
+
+
+class AnalyticsUnavailable(RuntimeError):
+    """ClickHouse could not be reached or refused the statement."""
+
+
+def analytics_enabled() -> bool:
+    return bool(settings.CLICKHOUSE_URL)
+
+
+def analytics_reads() -> bool:
+    return analytics_enabled() and settings.SPENDPLANE_ANALYTICS_READS
+
+
+_local = threading.local()
+
+
+def _client(database: str | None = None):
+    """This thread's client (clickhouse-driver clients are not thread-safe), for the URL's
+    database or another one (DDL runs in `default`, where the URL's may not exist yet)."""
+    from clickhouse_driver import Client
+
+    parsed = urlparse(settings.CLICKHOUSE_URL)
+    if database:
+        parsed = parsed._replace(path=f"/{database}")
+    query = "&".join(filter(None, [parsed.query, "connect_timeout=3", "send_receive_timeout=30"]))
+    url = parsed._replace(query=query).geturl()
+    clients = _local.__dict__.setdefault("clients", {})
+    if url not in clients:
+        clients[url] = Client.from_url(url)
+    return clients[url]
+
+
+def _execute(sql: str, params=None, *, database: str | None = None):
+    from clickhouse_driver.errors import Error as ClickHouseError
+
+    client = _client(database)
+    try:
+        return client.execute(sql, params)
+    except (ClickHouseError, OSError, EOFError) as exc:
+        client.disconnect()
+        raise AnalyticsUnavailable(f"ClickHouse: {exc.__class__.__name__}: {exc}") from exc
+
+
+def _database() -> str:
+    return urlparse(settings.CLICKHOUSE_URL).path.lstrip("/") or "default"
+
+
+def analytics_schema_ensure() -> None:
+    """Create the database and the ledger table if missing (idempotent)."""
+    database = _database()
+    _execute(f"CREATE DATABASE IF NOT EXISTS {database}", database="default")
+    columns = ", ".join(f"{name} {kind}" for name, kind in _COLUMNS)
+    _execute(
+        f"CREATE TABLE IF NOT EXISTS {database}.{TABLE} ({columns}) ENGINE = ReplacingMergeTree() "
+        "PARTITION BY toYYYYMM(created_at) ORDER BY (tenant_id, created_at, request_id)",
+        database="default",
+    )
+
+
+def _utc_naive(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC).replace(tzinfo=None) if value is not None else None
+
+
+def _as_row(event: UsageEvent) -> tuple:
+    return (
+        event.id,
+        event.request_id,
+        event.tenant_id or 0,
+        event.api_key_id or 0,
+        event.end_user,
+        event.feature,
+        event.endpoint,
+        event.model,
+        event.provider,
+        int(event.stream),
+        event.prompt_tokens,
+        event.cached_tokens,
+        event.cache_write_tokens,
+        event.completion_tokens,
+        event.reasoning_tokens,
+        event.usage_source,
+        int(event.priced),
+        event.cost_usd or Decimal(0),
+        event.status_code,
+        event.error_type,
+        event.latency_ms,
+        event.upstream_attempts,
+        event.ttft_ms,
+        _utc_naive(event.created_at),
+        _utc_naive(event.recorded_at),
+    )
+
+
+def _insert(events: Sequence[UsageEvent]) -> None:
+    if events:
+        names = ", ".join(name for name, _ in _COLUMNS)
+        _execute(f"INSERT INTO {_database()}.{TABLE} ({names}) VALUES", [_as_row(e) for e in events])
+
+
+@dataclass(frozen=True)
+class ShipResult:
+    shipped: int
+    batches: int
+    waiting: int
+
+
+def analytics_ship(*, batch: int = SHIP_BATCH, budget_seconds: float = 8.0, progress=None) -> ShipResult:
+    """Send outbox rows to ClickHouse, a batch per transaction, until the outbox is empty or the
+    time budget is spent. Raises AnalyticsUnavailable (the batch stays in the outbox) on failure."""
+    analytics_schema_ensure()
+    started, shipped, batches = time.monotonic(), 0, 0
+    while time.monotonic() - started < budget_seconds:
+        with transaction.atomic():
+            ids = list(
+                AnalyticsOutbox.objects.select_for_update(skip_locked=True)
+                .order_by("event_id")
+                .values_list("event_id", flat=True)[:batch]
+            )
+            if not ids:
+                break
+            # A row retention dropped before it was shipped has nothing left to send.
+            events = list(UsageEvent.objects.filter(id__in=ids))
+            _insert(events)
+            AnalyticsOutbox.objects.filter(event_id__in=ids).delete()
+        shipped += len(events)
+        batches += 1
+        if progress:
+            progress(f"  shipped {shipped:,} rows in {batches} batch(es)")
+    waiting = AnalyticsOutbox.objects.count()
+    if not waiting:
+        RollupState.objects.update_or_create(name=STATE, defaults={"recorded_through": timezone.now()})
+    return ShipResult(shipped=shipped, batches=batches, waiting=waiting)
+
+
+def analytics_backfill(*, chunk: int = SHIP_BATCH, progress: Callable[[str], None] | None = None) -> int:
+    """Send every ledger row to ClickHouse (rows written before the sink was on); rows already
+    there count once. Returns rows sent."""
+    analytics_schema_ensure()
+    total, sent, last_id = UsageEvent.objects.count(), 0, 0
+    while True:
+        events = list(UsageEvent.objects.filter(id__gt=last_id).order_by("id")[:chunk])
+        if not events:
+            return sent
+        _insert(events)
+        sent, last_id = sent + len(events), events[-1].id
+        if progress:
+            progress(f"  {sent:,} of {total:,} ledger rows ({sent * 100 // max(total, 1)}%)")
+
+
+def analytics_shipped_through() -> datetime | None:
+    """When the outbox was last found empty after a shipment."""
+    return RollupState.objects.filter(name=STATE).values_list("recorded_through", flat=True).first()
+
+
+def analytics_count(**where) -> tuple[int, Decimal]:
+    """Rows and total cost in ClickHouse (FINAL), optionally for one request id prefix (tests)."""
+    prefix = where.get("request_id_prefix")
+    condition = "WHERE startsWith(request_id, %(prefix)s)" if prefix else ""
+    rows = _execute(
+        f"SELECT count(), sum(cost_usd) FROM {_database()}.{TABLE} FINAL {condition}",  # noqa: S608 - names are ours
+        {"prefix": prefix or ""},
+    )
+    count, cost = rows[0]
+    return int(count), Decimal(cost or 0)
+
+
+def analytics_live_sums(windows, *, group_by: Sequence[str] = (), by_day: bool = False) -> list[dict]:
+    """`live_usage.live_sums` from ClickHouse: every ledger row in the windows, summed per tenant
+    (and per `group_by`, and per UTC day), the unshipped outbox rows summed by PostgreSQL."""
+    from .live_usage import Q9, _any
+
+    waiting = UsageEvent.objects.filter(
+        _any(windows, "created_at"),
+        tenant__isnull=False,
+        id__in=Subquery(AnalyticsOutbox.objects.values("event_id")),
+    ).values("request_id", "tenant_id", "created_at", "prompt_tokens", "completion_tokens", "cost_usd", *group_by)
+    tail = list(waiting[: READ_OUTBOX_LIMIT + 1])
+    if len(tail) > READ_OUTBOX_LIMIT:
+        raise AnalyticsUnavailable(f"over {READ_OUTBOX_LIMIT} rows wait for ClickHouse")
+    keys = ["tenant_id", *group_by, *(["toDate(created_at)"] if by_day else [])]
+    params: dict = {"excluded": tuple(r["request_id"] for r in tail) or ("",)}
+    conditions = []
+    for index, window in enumerate(windows):
+        params[f"low{index}"], params[f"high{index}"] = _utc_naive(window.low), _utc_naive(window.high)
+        condition = f"(created_at >= %(low{index})s AND created_at < %(high{index})s"
+        if window.tenant_ids is not None:
+            params[f"tenants{index}"] = tuple(window.tenant_ids) or (0,)
+            condition += f" AND tenant_id IN %(tenants{index})s"
+        conditions.append(condition + ")")
+    if not conditions:
+        return []
+    rows = _execute(
+        f"SELECT {', '.join(keys)}, count(), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd) "  # noqa: S608
+        f"FROM {_database()}.{TABLE} FINAL WHERE tenant_id != 0 AND ({' OR '.join(conditions)}) "
+        f"AND request_id NOT IN %(excluded)s GROUP BY {', '.join(keys)}",
+        params,
+    )
+    sums: dict[tuple, list] = {}
+    for row in rows:
+        sums[tuple(row[: len(keys)])] = [int(row[-4]), int(row[-3]), int(row[-2]), Decimal(row[-1])]
+    for r in tail:
+        key = (
+            r["tenant_id"],
+            *(r[name] for name in group_by),
+            *([r["created_at"].astimezone(UTC).date()] if by_day else []),
+        )
+        total = sums.setdefault(key, [0, 0, 0, Decimal(0)])
+        total[0] += 1
+        total[1] += r["prompt_tokens"]
+        total[2] += r["completion_tokens"]
+        total[3] += r["cost_usd"] or Decimal(0)
+    out = []
+    for key, (requests, prompt, completion, cost) in sums.items():
+        item = {"tenant_id": key[0]}
+        for index, name in enumerate(group_by, 1):
+            item[name] = key[index]
+        if by_day:
+            item["day"] = key[-1]
+        item.update(requests=requests, prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost.quantize(Q9))
+        out.append(item)
+    return out
