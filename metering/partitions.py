@@ -149,6 +149,15 @@ def _partition_create(month: date) -> None:
     _with_lock_retries(create)
 
 
+def ledger_partition_ensure(month: date) -> bool:
+    """Create `month`'s partition if it is missing; True when it was created."""
+    _require_partitions()
+    if partition_name(month) in {p.name for p in ledger_partitions()}:
+        return False
+    _partition_create(month)
+    return True
+
+
 def ledger_partitions_ensure(*, now: datetime | None = None, ahead: int = 2, progress: Progress = None) -> list[str]:
     """Create this month's partition and the next `ahead` months' if missing, and a partition for
     any month whose rows the default partition caught (an unarchived month); returns what it created."""

@@ -207,3 +207,33 @@ def test_the_command_refuses_without_a_sink(settings):
     settings.CLICKHOUSE_URL = ""
     with pytest.raises(CommandError, match="CLICKHOUSE_URL"):
         call_command("ship_analytics")
+
+
+def test_the_dashboards_read_clickhouse_and_say_so(alice, clickhouse, settings, client):
+    from django.contrib.auth.models import User
+
+    from tenants.roles import roles_setup
+
+    user = User.objects.create_user("fin", is_staff=True)
+    user.groups.add(roles_setup()["finance"])
+    client.force_login(user)
+    usage_record_many([_entry(alice, f"dash-{i}", tokens=i) for i in range(12)])
+    analytics_ship()
+    usage_record_many([_entry(alice, "dash-late", tokens=99)])  # still in the outbox
+    settings.SPENDPLANE_DASHBOARD_CACHE_SECONDS = 0
+    off = client.get("/dashboard/margins.csv").content
+    settings.SPENDPLANE_ANALYTICS_READS = True
+    page = client.get("/dashboard/")
+    assert page.status_code == 200 and b"Usage summed in ClickHouse" in page.content
+    on = client.get("/dashboard/margins.csv").content
+    # Usage figures, not the projections (those move with the clock between the two reads).
+    assert _usage_columns(on) == _usage_columns(off)
+    costs = {row["tenant"]: Decimal(row["cost_usd"]) for row in _usage_columns(off)}
+    assert costs[str(alice.tenant.id)] == _ledger_cost("dash-") > 0
+
+
+def _usage_columns(content: bytes) -> list[dict]:
+    import csv
+
+    wanted = ("tenant", "revenue_usd", "cost_usd", "margin_usd", "requests")
+    return [{k: row[k] for k in wanted} for row in csv.DictReader(content.decode().splitlines())]
