@@ -136,40 +136,33 @@ def _utc_naive(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC).replace(tzinfo=None) if value is not None else None
 
 
-def _as_row(event: UsageEvent) -> tuple:
-    return (
-        event.id,
-        event.request_id,
-        event.tenant_id or 0,
-        event.api_key_id or 0,
-        event.end_user,
-        event.feature,
-        event.endpoint,
-        event.model,
-        event.provider,
-        int(event.stream),
-        event.prompt_tokens,
-        event.cached_tokens,
-        event.cache_write_tokens,
-        event.completion_tokens,
-        event.reasoning_tokens,
-        event.usage_source,
-        int(event.priced),
-        event.cost_usd or Decimal(0),
-        event.status_code,
-        event.error_type,
-        event.latency_ms,
-        event.upstream_attempts,
-        event.ttft_ms,
-        _utc_naive(event.created_at),
-        _utc_naive(event.recorded_at),
-    )
+# The ledger's attribute for each ClickHouse column, in order (ledger_id is the row's id).
+_SOURCES = ["id" if name == "ledger_id" else name for name, _ in _COLUMNS]
+_ZERO_IF_NONE = {"tenant_id", "api_key_id", "cost_usd"}
+_AS_INT = {"stream", "priced"}
+_TIMES = {"created_at", "recorded_at"}
 
 
-def _insert(events: Sequence[UsageEvent]) -> None:
-    if events:
+def _as_row(values: Sequence) -> tuple:
+    """A ledger row (values in `_SOURCES` order) as ClickHouse takes it: no NULL ids or cost (0
+    with `priced` = 0 says unpriced), flags as 0/1, times as naive UTC."""
+    out = []
+    for name, value in zip(_SOURCES, values, strict=True):
+        if name in _ZERO_IF_NONE and value is None:
+            value = 0
+        elif name in _AS_INT:
+            value = int(value)
+        elif name in _TIMES:
+            value = _utc_naive(value)
+        out.append(value)
+    return tuple(out)
+
+
+def _insert(rows: Sequence[Sequence]) -> None:
+    """Insert ledger rows, given as value tuples in `_SOURCES` order."""
+    if rows:
         names = ", ".join(name for name, _ in _COLUMNS)
-        _execute(f"INSERT INTO {_database()}.{TABLE} ({names}) VALUES", [_as_row(e) for e in events])
+        _execute(f"INSERT INTO {_database()}.{TABLE} ({names}) VALUES", [_as_row(r) for r in rows])
 
 
 @dataclass(frozen=True)
@@ -194,7 +187,7 @@ def analytics_ship(*, batch: int = SHIP_BATCH, budget_seconds: float = 8.0, prog
             if not ids:
                 break
             # A row retention dropped before it was shipped has nothing left to send.
-            events = list(UsageEvent.objects.filter(id__in=ids))
+            events = list(UsageEvent.objects.filter(id__in=ids).values_list(*_SOURCES))
             _insert(events)
             AnalyticsOutbox.objects.filter(event_id__in=ids).delete()
         shipped += len(events)
@@ -213,11 +206,11 @@ def analytics_backfill(*, chunk: int = SHIP_BATCH, progress: Callable[[str], Non
     analytics_schema_ensure()
     total, sent, last_id = UsageEvent.objects.count(), 0, 0
     while True:
-        events = list(UsageEvent.objects.filter(id__gt=last_id).order_by("id")[:chunk])
+        events = list(UsageEvent.objects.filter(id__gt=last_id).order_by("id").values_list(*_SOURCES)[:chunk])
         if not events:
             return sent
         _insert(events)
-        sent, last_id = sent + len(events), events[-1].id
+        sent, last_id = sent + len(events), events[-1][0]
         if progress:
             progress(f"  {sent:,} of {total:,} ledger rows ({sent * 100 // max(total, 1)}%)")
 
