@@ -20,8 +20,10 @@ def rollup_usage_task() -> dict:
 
 @shared_task
 def margin_reports_task(day: str | None = None) -> int:
-    """Recompute today's and this month's margin reports (or those of `day`, ISO)."""
-    from datetime import date
+    """Recompute today's and this month's margin reports (or those of `day`, ISO). On the first
+    two days of a month, yesterday's and last month's too: their last rows reach the rollups
+    after midnight, so the reports computed before it were not final."""
+    from datetime import date, timedelta
 
     from django.utils import timezone
 
@@ -30,6 +32,11 @@ def margin_reports_task(day: str | None = None) -> int:
     target = date.fromisoformat(day) if day else timezone.now().date()
     count = margin_report_compute(period="day", start=target)
     margin_report_compute(period="month", start=target.replace(day=1))
+    if day is None:
+        yesterday = target - timedelta(days=1)
+        margin_report_compute(period="day", start=yesterday)
+        if target.day <= 2:
+            margin_report_compute(period="month", start=yesterday.replace(day=1))
     return count
 
 

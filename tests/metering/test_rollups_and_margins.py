@@ -275,3 +275,19 @@ def test_margins_can_follow_each_tenants_own_days(tenants):
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {MASTER_KEY}")
     rows = api.get("/api/v1/margins/", {"period": "2026-10", "timezone": "tenant"}).json()["results"]
     assert {r["tenant"]: Decimal(r["cost_usd"]) for r in rows}[new_york.pk] == cost
+
+
+def test_the_margin_job_finishes_last_months_report_after_midnight(tenants, monkeypatch):
+    from django.utils import timezone
+
+    from metering.tasks import margin_reports_task
+
+    record(tenants[0], datetime(2026, 11, 30, 23, 59, 50, tzinfo=UTC), request_id="late-november")
+    after_midnight = datetime(2026, 12, 1, 0, 5, tzinfo=UTC)
+    rollups.rollup_usage(now=after_midnight)
+    monkeypatch.setattr(timezone, "now", lambda: after_midnight)
+    margin_reports_task()
+    november = MarginReport.objects.get(tenant=tenants[0], period="month", period_start=date(2026, 11, 1))
+    last_day = MarginReport.objects.get(tenant=tenants[0], period="day", period_start=date(2026, 11, 30))
+    cost = UsageEvent.objects.get(request_id="late-november").cost_usd
+    assert november.cost_usd == last_day.cost_usd == cost > 0
