@@ -51,16 +51,18 @@ def main() -> None:
     count, _cost = analytics_count()
     print(f"ClickHouse holds {count:,} rows; the ledger {total:,}")
 
-    now = timezone.now()
+    # Whole UTC days, as the margins and dashboards ask (rollups are by hour and day).
+    today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    tomorrow = today + timedelta(days=1)
     shapes = {
-        "this month, per tenant": dict(windows=[Window(now.replace(day=1, hour=0, minute=0, second=0), now)]),
-        "30 days, per tenant and day": dict(windows=[Window(now - timedelta(days=30), now)], by_day=True),
-        "30 days, per tenant and model": dict(
-            windows=[Window(now - timedelta(days=30), now)],
-            granularity=UsageRollup.Granularity.DAY,
-            group_by=("model",),
-        ),
-        "365 days, per tenant": dict(windows=[Window(now - timedelta(days=365), now)]),
+        "this month, per tenant": {"windows": [Window(today.replace(day=1), tomorrow)]},
+        "30 days, per tenant and day": {"windows": [Window(today - timedelta(days=30), tomorrow)], "by_day": True},
+        "30 days, per tenant and model": {
+            "windows": [Window(today - timedelta(days=30), tomorrow)],
+            "granularity": UsageRollup.Granularity.DAY,
+            "group_by": ("model",),
+        },
+        "365 days, per tenant": {"windows": [Window(today - timedelta(days=365), tomorrow)]},
     }
     print(f"{'usage sums':32} {'PostgreSQL p50':>15} {'ClickHouse p50':>15} {'CH / PG':>8}")
     for name, shape in shapes.items():

@@ -508,10 +508,12 @@ class LedgerArchive(models.Model):
 
 class AnalyticsOutbox(models.Model):
     """A ledger row ClickHouse has not taken yet (only with CLICKHOUSE_URL set): inserted by the
-    ledger write's own statement, deleted once ClickHouse acknowledged the row (metering.analytics)."""
+    ledger write's own statement, deleted once ClickHouse acknowledged the row (metering.analytics).
+    `batch` names the shipment it left in, until that shipment is known to have arrived."""
 
     event_id = models.BigIntegerField(primary_key=True)
     event_created_at = models.DateTimeField()
+    batch = models.CharField(max_length=32, blank=True, default="", db_index=True)
 
     def __str__(self) -> str:
         return f"ledger row {self.event_id} for ClickHouse"

@@ -149,7 +149,7 @@ SELECT (SELECT count(*) FROM event), (SELECT count(*) FROM settled)
 
 # With the analytics sink on, each new row's id also goes to its outbox, in the same statement.
 _OUTBOX_SQL = """, outboxed AS (
-    INSERT INTO {outbox} (event_id, event_created_at) SELECT id, created_at FROM event
+    INSERT INTO {outbox} (event_id, event_created_at, batch) SELECT id, created_at, '' FROM event
 )"""
 
 

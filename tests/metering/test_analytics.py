@@ -92,17 +92,33 @@ def test_a_batch_clickhouse_took_but_the_outbox_kept_counts_once(alice, clickhou
     usage_record_many([_entry(alice, f"twice-{i}", tokens=i) for i in range(20)])
     real_insert = analytics._insert
 
-    def insert_then_lose_the_commit(events):
-        real_insert(events)
-        raise RuntimeError("connection lost before the outbox delete committed")
+    def insert_then_lose_the_delete(rows, batch):
+        real_insert(rows, batch)
+        raise RuntimeError("connection lost before the outbox delete")
 
-    monkeypatch.setattr(analytics, "_insert", insert_then_lose_the_commit)
+    monkeypatch.setattr(analytics, "_insert", insert_then_lose_the_delete)
     with pytest.raises(RuntimeError):
         analytics_ship()
-    assert AnalyticsOutbox.objects.count() == 20
+    assert AnalyticsOutbox.objects.exclude(batch="").count() == 20  # named, outcome unknown
     monkeypatch.setattr(analytics, "_insert", real_insert)
-    assert analytics_ship().shipped == 20
+    result = analytics_ship()  # finds the shipment in ClickHouse: nothing is sent again
+    assert (result.shipped, result.waiting) == (0, 0)
     assert analytics_count(request_id_prefix="twice-") == (20, _ledger_cost("twice-"))
+
+
+def test_a_batch_clickhouse_never_took_is_sent_again(alice, clickhouse, monkeypatch):
+    usage_record_many([_entry(alice, f"lost-{i}", tokens=i) for i in range(12)])
+    real_insert = analytics._insert
+
+    def fail(rows, batch):
+        raise AnalyticsUnavailable("ClickHouse: connection reset")
+
+    monkeypatch.setattr(analytics, "_insert", fail)
+    with pytest.raises(AnalyticsUnavailable):
+        analytics_ship()
+    monkeypatch.setattr(analytics, "_insert", real_insert)
+    assert analytics_ship().shipped == 12
+    assert analytics_count(request_id_prefix="lost-") == (12, _ledger_cost("lost-"))
 
 
 def test_a_clickhouse_outage_loses_nothing_and_never_stops_the_ledger(alice, clickhouse, settings):
@@ -139,8 +155,9 @@ def test_backfill_sends_rows_from_before_the_sink_and_they_count_once(alice, cli
     assert not AnalyticsOutbox.objects.exists()
     settings.CLICKHOUSE_URL = clickhouse
     usage_record_many([_entry(alice, f"after-{i}") for i in range(5)])
-    assert analytics_backfill() == 20
-    analytics_ship()  # the 5 outbox rows again: already there, counted once
+    assert analytics_backfill(chunk=7) == 15  # not the 5 the outbox will send
+    assert analytics_ship().shipped == 5
+    assert analytics_backfill() == 0
     assert analytics_count(request_id_prefix="before-") == (15, _ledger_cost("before-"))
     assert analytics_count(request_id_prefix="after-") == (5, _ledger_cost("after-"))
 
