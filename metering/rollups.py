@@ -25,6 +25,10 @@ from .partitions import ledger_retained_from
 ZERO = Decimal("0")
 # Rows are written when a request ends; one may commit a little after its recorded_at.
 SETTLE_LAG = timedelta(seconds=30)
+# A row that commits later still than SETTLE_LAG lands below the watermark, where no live read
+# counts it. Each run therefore re-rolls the hours of rows recorded this far below the watermark,
+# so such a row is in the rollups by the next run instead of missing for good.
+LATE_COMMIT_LOOKBACK = timedelta(minutes=5)
 HOURS_PER_BATCH = 24
 GROUPING = ("tenant_id", "model", "feature", "end_user")
 
@@ -172,7 +176,7 @@ def rollup_usage(
             horizon = since
         recorded = UsageEvent.objects.filter(recorded_at__lte=horizon, tenant__isnull=False)
         if since is not None:
-            recorded = recorded.filter(recorded_at__gt=since)
+            recorded = recorded.filter(recorded_at__gt=since - LATE_COMMIT_LOOKBACK)
         hours = sorted(set(recorded.annotate(hour=TruncHour("created_at")).values_list("hour", flat=True).distinct()))
         written = 0
         ranges = list(_contiguous(hours))

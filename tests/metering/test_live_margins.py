@@ -116,6 +116,35 @@ def test_half_rolled_up_and_half_in_the_tail_counts_every_row_once(world):
     assert sum(r["cost_usd"] for r in by_day) == margin.cost_usd
 
 
+def test_a_row_that_commits_after_the_watermark_passed_it_is_counted_by_the_next_run(world):
+    alice = world["alice"]
+    now = timezone.now()
+
+    def row(request_id: str, recorded_at, cost: str) -> None:
+        UsageEvent.objects.create(
+            request_id=request_id,
+            tenant=alice.tenant,
+            endpoint="chat.completions",
+            model="gpt-4o-mini",
+            status_code=200,
+            latency_ms=1,
+            cost_usd=Decimal(cost),
+            created_at=recorded_at - timedelta(seconds=5),
+            recorded_at=recorded_at,
+        )
+
+    row("req_on_time", now - timedelta(minutes=3), "0.000001000")
+    rollups.rollup_usage(now=now)  # the watermark is now - SETTLE_LAG
+    # A row stamped two minutes ago that only commits now: below the watermark, in no rollup.
+    row("req_late", now - timedelta(minutes=2), "0.000000500")
+    start, end = to_date(now.date().replace(day=1), now.date(), now.date())
+    rollups.rollup_usage(now=now + timedelta(minutes=1))
+    (margin,) = margins_between(start, end, tenant_ids=[alice.tenant.pk])
+    assert margin.cost_usd == ledger_cost(alice.tenant.pk) == Decimal("0.000001500")
+    assert margin.requests == 2
+    assert rollups.rollup_mismatches("hour") == [] and rollups.rollup_mismatches("day") == []
+
+
 def test_live_margins_never_count_a_row_twice_while_rollups_run_beside_traffic(live_server, world, monkeypatch):
     """Traffic, a rollup job every few hundred milliseconds and margin reads all at once: each
     read lies between the ledger's sum just before it and just after it, and once the traffic
