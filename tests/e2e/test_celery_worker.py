@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from decimal import Decimal
 import pytest
 from celery import Celery
 from django.conf import settings
+from django.db import models
 from django.utils import timezone
 
 from metering.models import MarginReport, UsageEvent, UsageRollup
@@ -28,8 +30,8 @@ def broker_url() -> str:
     return settings.REDIS_URL.rsplit("/", 1)[0] + "/13"
 
 
-@pytest.fixture
-def worker(transactional_db):
+@contextlib.contextmanager
+def celery_worker(**extra_env: str):
     env = {
         **os.environ,
         "DATABASE_URL": _database_url(),
@@ -37,6 +39,7 @@ def worker(transactional_db):
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_BROKER_URL": broker_url(),
         "LOG_LEVEL": "WARNING",
+        **extra_env,
     }
     Celery(broker=broker_url(), set_as_current=False).connection_for_write().default_channel.client.flushdb()
     proc = subprocess.Popen(
@@ -45,11 +48,19 @@ def worker(transactional_db):
         env=env,
         start_new_session=True,
     )
-    # Not the current app: shared tasks would follow it to this broker for the rest of the run
-    # (an alert's delivery queued where no worker listens, instead of running eagerly).
-    yield Celery(broker=broker_url(), set_as_current=False)
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    try:
+        # Not the current app: shared tasks would follow it to this broker for the rest of the run
+        # (an alert's delivery queued where no worker listens, instead of running eagerly).
+        yield Celery(broker=broker_url(), set_as_current=False)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def worker(transactional_db):
+    with celery_worker() as app:
+        yield app
 
 
 def wait_for(predicate, timeout=30.0):
@@ -92,3 +103,59 @@ def test_a_real_worker_rolls_up_the_ledger_and_writes_margin_reports(worker, ali
     assert wait_for(lambda: MarginReport.objects.filter(tenant=alice.tenant, period="month").exists())
     report = MarginReport.objects.get(tenant=alice.tenant, period="day")
     assert report.cost_usd == Decimal("0.050000000")
+
+
+@pytest.mark.skipif(not os.environ.get("CLICKHOUSE_TEST_URL"), reason="CLICKHOUSE_TEST_URL names no ClickHouse")
+def test_a_real_worker_ships_the_ledger_to_clickhouse_then_archives_an_old_month(alice, settings, tmp_path):
+    import uuid
+    from urllib.parse import urlparse
+
+    from django.db import connection
+
+    from metering import analytics
+    from metering.models import AnalyticsOutbox, LedgerArchive
+    from metering.partitions import month_before
+    from metering.rollups import SETTLE_LAG, rollup_usage
+    from metering.services import usage_record_many
+
+    url = urlparse(os.environ["CLICKHOUSE_TEST_URL"])._replace(path=f"/spendplane_e2e_{uuid.uuid4().hex[:8]}").geturl()
+    settings.CLICKHOUSE_URL = url
+    rates = Rates(Decimal("1"), Decimal("2"), Decimal("1"), Decimal("1"), "test")
+    old = timezone.now() - timedelta(days=430)
+
+    def entry(request_id: str, created_at) -> LedgerEntry:
+        return LedgerEntry(
+            request_id=request_id,
+            endpoint="chat.completions",
+            created_at=created_at,
+            status_code=200,
+            latency_ms=5,
+            tenant_id=alice.tenant.pk,
+            model="gpt-4o-mini",
+            usage=Usage(prompt_tokens=100, completion_tokens=50),
+            usage_source="provider",
+            rates=rates,
+        )
+
+    usage_record_many([entry(f"now-{i}", timezone.now()) for i in range(20)])
+    usage_record_many([entry(f"old-{i}", old + timedelta(minutes=i)) for i in range(5)])
+    rollup_usage(now=timezone.now() + SETTLE_LAG + timedelta(seconds=1))
+    partitioned = connection.vendor == "postgresql"
+    try:
+        with celery_worker(
+            CLICKHOUSE_URL=url, SPENDPLANE_LEDGER_RETENTION_MONTHS="12", SPENDPLANE_LEDGER_ARCHIVE_DIR=str(tmp_path)
+        ) as app:
+            app.send_task("metering.tasks.analytics_ship_task")
+            assert wait_for(lambda: not AnalyticsOutbox.objects.exists()), "the worker never shipped the outbox"
+            assert analytics.analytics_count() == (25, UsageEvent.objects.aggregate(c=models.Sum("cost_usd"))["c"])
+            app.send_task("metering.tasks.ledger_partitions_task")
+            if partitioned:
+                month = old.date().replace(day=1)
+                assert month < month_before(timezone.now().date().replace(day=1), 12)
+                assert wait_for(lambda: LedgerArchive.objects.filter(month=month, dropped_at__isnull=False).exists())
+                assert LedgerArchive.objects.get(month=month).rows == 5
+                assert not UsageEvent.objects.filter(request_id__startswith="old-").exists()
+                assert UsageEvent.objects.filter(request_id__startswith="now-").count() == 20
+                assert analytics.analytics_count()[0] == 25  # ClickHouse keeps its copy
+    finally:
+        analytics._execute(f"DROP DATABASE IF EXISTS {analytics._database()}", database="default")
