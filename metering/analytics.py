@@ -46,8 +46,10 @@ logger = logging.getLogger("spendplane.analytics")
 TABLE = "ledger"
 SHIP_BATCH = 10_000
 # Beyond this many rows waiting (ClickHouse down for a while), reads go back to PostgreSQL: the
-# ids left out of the ClickHouse query travel in the query text.
+# ids left out of the ClickHouse query travel in the query text, which may then pass ClickHouse's
+# default 256 KiB limit (raised for that query).
 READ_OUTBOX_LIMIT = 20_000
+_READ_SETTINGS = {"max_query_size": 16 * 1024 * 1024}
 STATE = "clickhouse"
 
 _COLUMNS = [
@@ -112,12 +114,12 @@ def _client(database: str | None = None):
     return clients[url]
 
 
-def _execute(sql: str, params=None, *, database: str | None = None):
+def _execute(sql: str, params=None, *, database: str | None = None, query_settings: dict | None = None):
     from clickhouse_driver.errors import Error as ClickHouseError
 
     client = _client(database)
     try:
-        return client.execute(sql, params)
+        return client.execute(sql, params, settings=query_settings)
     except (ClickHouseError, OSError, EOFError) as exc:
         client.disconnect()
         raise AnalyticsUnavailable(f"ClickHouse: {exc.__class__.__name__}: {exc}") from exc
@@ -336,6 +338,7 @@ def analytics_live_sums(windows, *, group_by: Sequence[str] = (), by_day: bool =
         f"FROM {_database()}.{TABLE} WHERE tenant_id != 0 AND ({' OR '.join(conditions)}) "
         f"AND request_id NOT IN %(excluded)s GROUP BY {', '.join(keys)}",
         params,
+        query_settings=_READ_SETTINGS,
     )
     sums: dict[tuple, list] = {}
     for row in rows:

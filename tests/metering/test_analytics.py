@@ -15,7 +15,6 @@ from urllib.parse import urlparse
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django.db.models import Sum
 from django.utils import timezone
 
 from metering import analytics
@@ -73,7 +72,8 @@ def _entry(
 
 
 def _ledger_cost(prefix: str) -> Decimal:
-    return UsageEvent.objects.filter(request_id__startswith=prefix).aggregate(c=Sum("cost_usd"))["c"]
+    # Summed here: SQLite sums decimal columns as floats.
+    return sum(UsageEvent.objects.filter(request_id__startswith=prefix).values_list("cost_usd", flat=True))
 
 
 def test_rows_written_with_the_sink_on_reach_clickhouse_once_each(alice, clickhouse):
@@ -145,7 +145,7 @@ def test_concurrent_proxied_requests_reach_clickhouse_with_the_ledgers_cost(live
     assert set(UsageEvent.objects.values_list("request_id", flat=True)) == request_ids
     assert AnalyticsOutbox.objects.count() == 36
     analytics_ship()
-    ledger_cost = UsageEvent.objects.aggregate(c=Sum("cost_usd"))["c"]
+    ledger_cost = sum(UsageEvent.objects.values_list("cost_usd", flat=True))
     assert analytics_count(request_id_prefix="req_") == (36, ledger_cost) and ledger_cost > 0
 
 
@@ -199,6 +199,31 @@ def test_sums_read_from_clickhouse_equal_the_databases_own(alice, world, clickho
     assert from_clickhouse == from_database
     assert sum(r["requests"] for r in from_clickhouse[0]) == 80
     assert margins_between(start.date(), now.date()) == margins_database
+
+
+def test_a_long_outbox_is_left_out_of_clickhouses_sums_exactly(alice, clickhouse, settings):
+    usage_record_many([_entry(alice, f"shipped-{i}") for i in range(10)])
+    analytics_ship()
+    # 7,000 rows waiting: their ids alone pass ClickHouse's default 256 KiB query size.
+    for start in range(0, 7000, 1000):
+        usage_record_many([_entry(alice, f"waiting-{i}", tokens=i % 50) for i in range(start, start + 1000)])
+    low = timezone.now() - timedelta(days=1)
+    called = []
+    real = analytics._execute
+
+    def spy(sql, *args, **kwargs):
+        called.append(sql)
+        return real(sql, *args, **kwargs)
+
+    settings.SPENDPLANE_ANALYTICS_READS = True
+    (row,) = live_sums([Window(low, low + timedelta(days=2))])
+    assert row["requests"] == 7010 and row["cost_usd"] == sum(UsageEvent.objects.values_list("cost_usd", flat=True))
+    analytics._execute = spy
+    try:
+        live_sums([Window(low, low + timedelta(days=2))])
+    finally:
+        analytics._execute = real
+    assert any("NOT IN" in sql for sql in called), "the sums came from ClickHouse, not the fallback"
 
 
 def test_reads_fall_back_to_the_database_when_clickhouse_is_down(alice, clickhouse, settings):
