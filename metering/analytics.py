@@ -62,6 +62,7 @@ _COLUMNS = [
     ("endpoint", "String"),
     ("model", "String"),
     ("provider", "String"),
+    ("upstream_model", "String"),
     ("stream", "UInt8"),
     ("prompt_tokens", "UInt32"),
     ("cached_tokens", "UInt32"),

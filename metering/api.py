@@ -108,6 +108,7 @@ class UsageEventSerializer(serializers.ModelSerializer):
             "endpoint",
             "model",
             "provider",
+            "upstream_model",
             "stream",
             "prompt_tokens",
             "cached_tokens",

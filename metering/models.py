@@ -122,6 +122,12 @@ class UsageEvent(models.Model):
     endpoint = models.CharField(max_length=40)
     model = models.CharField(max_length=200, blank=True, default="")
     provider = models.CharField(max_length=100, blank=True, default="")
+    upstream_model = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="The model name the provider was sent (its route's renaming); what reconciliation compares.",
+    )
     stream = models.BooleanField(default=False)
 
     prompt_tokens = models.PositiveIntegerField(default=0)
@@ -154,8 +160,9 @@ class UsageEvent(models.Model):
     class Meta:
         ordering = ["-id"]
         # On PostgreSQL the ledger is partitioned by month of created_at, and a unique constraint
-        # there must hold the partition key; the writer also refuses a request_id any other month
-        # holds (services._RECORD_SQL). SQLite keeps a unique index on request_id alone (0012).
+        # there must hold the partition key. The writer also refuses a request_id the ledger holds
+        # under another created_at: on PostgreSQL in its statement (services._RECORD_SQL), on
+        # SQLite inside its write transaction (services.usage_record).
         constraints = [models.UniqueConstraint(fields=["request_id", "created_at"], name="usage_event_request_once")]
         indexes = [
             models.Index(fields=["tenant", "created_at"]),

@@ -87,7 +87,7 @@ def ledger_sides(provider: str, day: date) -> tuple[dict[str, Side], dict[str, S
         UsageEvent.objects.filter(provider=provider, created_at__gte=low, created_at__lt=high)
         .exclude(endpoint__in=NOT_BILLED)
         .filter(usage_source__in=[UsageEvent.UsageSource.PROVIDER, UsageEvent.UsageSource.ESTIMATED])
-        .values("model", "usage_source")
+        .values("model", "upstream_model", "usage_source")
         .annotate(
             requests=Count("id"),
             input_tokens=Sum("prompt_tokens"),
@@ -101,7 +101,8 @@ def ledger_sides(provider: str, day: date) -> tuple[dict[str, Side], dict[str, S
     reported: dict[str, Side] = {}
     estimated: dict[str, Side] = {}
     for row in rows:
-        key = model_key(_upstream_model(provider, row["model"]))
+        # The name the row was sent under; rows from before it was recorded go through today's routes.
+        key = model_key(row["upstream_model"] or _upstream_model(provider, row["model"]))
         target = reported if row["usage_source"] == UsageEvent.UsageSource.PROVIDER else estimated
         target.setdefault(key, Side()).add(row)
     return reported, estimated

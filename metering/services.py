@@ -35,6 +35,7 @@ class LedgerEntry:
     feature: str = ""
     model: str = ""
     provider: str = ""
+    upstream_model: str = ""
     stream: bool = False
     usage: Usage = field(default_factory=Usage)
     usage_source: str = UsageEvent.UsageSource.NONE
@@ -70,6 +71,7 @@ def _row(entry: LedgerEntry) -> dict:
         "endpoint": entry.endpoint,
         "model": entry.model[:200],
         "provider": entry.provider,
+        "upstream_model": entry.upstream_model[:200],
         "stream": entry.stream,
         "prompt_tokens": usage.prompt_tokens,
         "cached_tokens": usage.cached_tokens,
@@ -105,6 +107,11 @@ def usage_record(*, entry: LedgerEntry) -> bool:
     try:
         with transaction.atomic():
             event.save(force_insert=True)
+            # The unique index is (request_id, created_at); the same request id under another
+            # start time is refused here. The insert took SQLite's one write lock, so no other
+            # writer can commit the same id between this check and this commit.
+            if UsageEvent.objects.filter(request_id=entry.request_id).count() > 1:
+                raise IntegrityError(f"request {entry.request_id} is already in the ledger")
             if settings.CLICKHOUSE_URL:
                 AnalyticsOutbox.objects.create(event_id=event.id, event_created_at=event.created_at)
             budget_settle(request_id=entry.request_id, cost=event.cost_usd)

@@ -128,6 +128,7 @@ class ProxyCall:
             feature=self.feature,
             model=self.model,
             provider=self.upstream.name if self.upstream else "",
+            upstream_model=(self.upstream.upstream_model or self.model) if self.upstream else "",
             stream=self.stream,
             usage=usage or Usage(),
             usage_source=source or (UsageEvent.UsageSource.NONE if usage is None else UsageEvent.UsageSource.PROVIDER),

@@ -6,7 +6,8 @@ time travel together into every write of its row, and the ledger writer also ref
 found in any other partition, so a request is still recorded once (metering/services.py).
 
 The rows are copied under an exclusive lock: a ledger of tens of millions of rows takes minutes
-(bench/README.md quotes the figure at 10M). SQLite keeps its one table and its unique request_id.
+(bench/README.md quotes the figure at 10M). SQLite keeps its one table; the writer checks there
+that no other row holds the request_id.
 """
 
 from datetime import UTC, date, datetime

@@ -178,7 +178,9 @@ def test_a_bad_provider_answer_keeps_the_previous_rows_and_the_next_run_retries(
     assert not Reconciliation.objects.filter(day=yesterday).exists()
 
 
-def _ledger_row(request_id: str, model: str, provider: str, when: datetime, prompt: int, completion: int) -> None:
+def _ledger_row(
+    request_id: str, model: str, provider: str, when: datetime, prompt: int, completion: int, upstream_model: str = ""
+) -> None:
     usage_record(
         entry=LedgerEntry(
             request_id=request_id,
@@ -189,6 +191,7 @@ def _ledger_row(request_id: str, model: str, provider: str, when: datetime, prom
             tenant_id=None,
             model=model,
             provider=provider,
+            upstream_model=upstream_model,
             usage=Usage(prompt_tokens=prompt, completion_tokens=completion),
             usage_source="provider",
             rates=Rates(Decimal("1"), Decimal("2"), Decimal("0.5"), Decimal("1"), "test"),
@@ -235,6 +238,25 @@ def test_a_routed_alias_is_reconciled_under_the_model_the_provider_bills(db, set
     assert list(rows) == ["gpt-4o-mini-2024-07-18"]
     assert rows["gpt-4o-mini-2024-07-18"].ledger_models == ["house-model"]
     assert rows["gpt-4o-mini-2024-07-18"].status == "match"
+    mock_upstream.state.served.configure({"reset": True})
+
+
+def test_a_route_changed_since_keeps_the_day_under_the_model_it_was_sent(db, settings, mock_upstream):
+    settings.OPENAI_ADMIN_KEY = ""
+    provider = Provider.objects.create(
+        name="azure-eu", kind="openai_compatible", base_url=mock_upstream.url + "/v1", admin_api_key="mock-admin-key"
+    )
+    route = ModelRoute.objects.create(model="house-model", provider=provider, upstream_model="gpt-4o-mini")
+    mock_upstream.state.served.configure({"reset": True})
+    day = timezone.now().date()
+    _ledger_row("sent-1", "house-model", "azure-eu", timezone.now(), 500, 50, upstream_model="gpt-4o-mini")
+    route.upstream_model = "gpt-4o"  # moved later the same day
+    route.save()
+    mock_upstream.state.served.add_unseen("openai", "gpt-4o-mini-2024-07-18", day, requests=1, input_tokens=500,
+                                          output_tokens=50)  # fmt: skip
+    reconcile_usage(day, provider="azure-eu")
+    rows = rows_by_model(day)
+    assert list(rows) == ["gpt-4o-mini-2024-07-18"] and rows["gpt-4o-mini-2024-07-18"].status == "match"
     mock_upstream.state.served.configure({"reset": True})
 
 

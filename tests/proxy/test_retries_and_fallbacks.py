@@ -221,3 +221,14 @@ def test_the_messages_endpoint_falls_back_only_to_anthropic_providers(anthropic_
     row = ledger_row(message.headers["x-request-id"])
     assert (row.status_code, row.provider, row.upstream_attempts) == (200, "anthropic-healthy", 2)
     assert isinstance(message.parse(), anthropic.types.Message)
+
+
+def test_the_ledger_records_the_model_name_the_serving_provider_was_sent(openai_client, alice, mock_upstream):
+    provider = Provider.objects.create(name="azure-eu", kind="openai_compatible", base_url=mock_upstream.url + "/v1")
+    ModelRoute.objects.create(model="house-model", provider=provider, upstream_model="gpt-4o-mini", priority=1)
+    raw = openai_client.chat.completions.with_raw_response.create(
+        model="house-model", messages=[{"role": "user", "content": unique("routed")}], max_tokens=8
+    )
+    assert raw.http_response.status_code == 200
+    row = ledger_row(raw.headers["x-request-id"])
+    assert (row.model, row.provider, row.upstream_model) == ("house-model", "azure-eu", "gpt-4o-mini")
