@@ -38,9 +38,8 @@ from urllib.parse import urlparse
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Subquery
-from django.utils import timezone
 
-from .models import AnalyticsOutbox, RollupState, UsageEvent
+from .models import AnalyticsOutbox, UsageEvent
 
 logger = logging.getLogger("spendplane.analytics")
 TABLE = "ledger"
@@ -50,7 +49,6 @@ SHIP_BATCH = 10_000
 # default 256 KiB limit (raised for that query).
 READ_OUTBOX_LIMIT = 20_000
 _READ_SETTINGS = {"max_query_size": 16 * 1024 * 1024}
-STATE = "clickhouse"
 
 _COLUMNS = [
     ("ledger_id", "UInt64"),
@@ -253,10 +251,7 @@ def analytics_ship(*, batch: int = SHIP_BATCH, budget_seconds: float = 8.0, prog
             batches += 1
             if progress:
                 progress(f"  shipped {shipped:,} rows in {batches} batch(es)")
-    waiting = AnalyticsOutbox.objects.count()
-    if not waiting:
-        RollupState.objects.update_or_create(name=STATE, defaults={"recorded_through": timezone.now()})
-    return ShipResult(shipped=shipped, batches=batches, waiting=waiting)
+    return ShipResult(shipped=shipped, batches=batches, waiting=AnalyticsOutbox.objects.count())
 
 
 def analytics_backfill(*, chunk: int = 50_000, progress: Callable[[str], None] | None = None) -> int:
@@ -268,7 +263,6 @@ def analytics_backfill(*, chunk: int = 50_000, progress: Callable[[str], None] |
             raise AnalyticsUnavailable("a shipment is running; try again when it is done")
         _settle_unknown_shipments()
         total, sent, last_id = UsageEvent.objects.count(), 0, 0
-        waiting = Subquery(AnalyticsOutbox.objects.values("event_id"))
         while True:
             events = list(UsageEvent.objects.filter(id__gt=last_id).order_by("id").values_list(*_SOURCES)[:chunk])
             if not events:
@@ -283,7 +277,9 @@ def analytics_backfill(*, chunk: int = 50_000, progress: Callable[[str], None] |
                 )
             }
             outboxed = set(
-                UsageEvent.objects.filter(id__gte=first, id__lte=last_id, id__in=waiting).values_list("id", flat=True)
+                AnalyticsOutbox.objects.filter(event_id__gte=first, event_id__lte=last_id).values_list(
+                    "event_id", flat=True
+                )
             )
             missing = [e for e in events if e[0] not in held_ids and e[0] not in outboxed]
             _insert(missing, "backfill")
@@ -292,14 +288,9 @@ def analytics_backfill(*, chunk: int = 50_000, progress: Callable[[str], None] |
                 progress(f"  through ledger row {last_id:,}: {sent:,} of {total:,} rows sent")
 
 
-def analytics_shipped_through() -> datetime | None:
-    """When the outbox was last found empty after a shipment."""
-    return RollupState.objects.filter(name=STATE).values_list("recorded_through", flat=True).first()
-
-
-def analytics_count(**where) -> tuple[int, Decimal]:
-    """Rows and total cost in ClickHouse, optionally for one request id prefix (tests)."""
-    prefix = where.get("request_id_prefix")
+def analytics_count(request_id_prefix: str = "") -> tuple[int, Decimal]:
+    """Rows and total cost in ClickHouse, optionally of the request ids with one prefix."""
+    prefix = request_id_prefix
     condition = "WHERE startsWith(request_id, %(prefix)s)" if prefix else ""
     rows = _execute(
         f"SELECT count(), sum(cost_usd) FROM {_database()}.{TABLE} {condition}",  # noqa: S608 - names are ours
